@@ -1,0 +1,2 @@
+// Package pagination implements cursor pagination for Go services.
+package pagination
