@@ -3,8 +3,6 @@ package asynckit_test
 import (
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 )
@@ -28,11 +26,8 @@ var driverModules = []string{
 // outside its tests.
 func drivers(t *testing.T, pkg string) []string {
 	t.Helper()
-	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(goBin); err != nil {
-		goBin = "go"
-	}
-	out, err := exec.Command(goBin, "list", "-deps", "github.com/asynckit/asynckit/"+pkg).CombinedOutput()
+	// go test puts the go command that runs it first on PATH.
+	out, err := exec.Command("go", "list", "-deps", "github.com/asynckit/asynckit/"+pkg).CombinedOutput()
 	if err != nil {
 		t.Fatalf("go list -deps %s: %v\n%s", pkg, err, out)
 	}
