@@ -1,0 +1,265 @@
+package fanout
+
+import (
+	"context"
+	"errors"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// mode is what a batch does with each call's outcome.
+type mode uint8
+
+const (
+	modeMap    mode = iota // values into out, failures into errs
+	modeSettle             // every outcome into res
+	modeStream             // every outcome sent on sink
+)
+
+// item is one outcome travelling from a Stream worker to the loop.
+type item[R any] struct {
+	index  int
+	result Result[R]
+}
+
+// batch runs fn over items with a fixed set of workers, each pulling the
+// next index from an atomic counter and writing the outcome straight into a
+// preallocated slice. The hot path (no Timeout, no Rate) allocates nothing
+// per item and takes no lock: a claim, a non-blocking look at the run's done
+// channel, the call, a store. Locks are taken only on failure.
+type batch[T, R any] struct {
+	// next is the next index to claim. It is the one word every worker
+	// writes, so it sits on a cache line of its own.
+	_    [64]byte
+	next atomic.Int64
+	_    [56]byte
+
+	mode     mode
+	items    []T
+	fn       func(context.Context, T) (R, error)
+	parent   context.Context
+	ctx      context.Context // parent plus the run's own cancellation
+	cancel   context.CancelCauseFunc
+	done     <-chan struct{}
+	timeout  time.Duration
+	limiter  *rate.Limiter
+	failFast bool
+
+	out  []R             // modeMap
+	res  []Result[R]     // modeSettle
+	sink chan<- item[R]  // modeStream
+	quit <-chan struct{} // modeStream: closed when the loop has stopped reading
+
+	wg sync.WaitGroup
+
+	mu      sync.Mutex
+	errs    []error // modeMap: failures in the order they were recorded
+	stopped bool    // modeMap: the run was stopped, and the reason recorded
+}
+
+// errStopped is the cancellation cause of a run stopped by the fan-out
+// itself (a failure under FailFast, or the end of the call).
+var errStopped = errors.New("fanout: run stopped")
+
+func newBatch[T, R any](ctx context.Context, m mode, items []T, fn func(context.Context, T) (R, error), c *config) *batch[T, R] {
+	b := &batch[T, R]{
+		mode:     m,
+		items:    items,
+		fn:       fn,
+		parent:   ctx,
+		timeout:  c.timeout,
+		limiter:  c.limiter(),
+		failFast: c.failFast,
+	}
+	b.ctx, b.cancel = context.WithCancelCause(ctx)
+	b.done = b.ctx.Done()
+	return b
+}
+
+// workers is how many goroutines run the batch: the limit, but never more
+// than there are items.
+func workers(c *config, n int) int { return min(c.limit, n) }
+
+// run starts w workers and waits for all of them, then cancels the run's
+// context so that nothing derived from it outlives the call.
+func (b *batch[T, R]) run(w int) {
+	for range w {
+		b.wg.Go(b.work)
+	}
+	b.wg.Wait()
+	b.cancel(errStopped)
+}
+
+// work runs the claim loop until the items run out or the run stops. A
+// panicking call is recovered inside loop, which then returns false and is
+// entered again, so a worker pays for one deferred recover per panic, not
+// per item.
+func (b *batch[T, R]) work() {
+	for !b.loop() {
+	}
+}
+
+// loop claims and runs items. It returns true when this worker is done, and
+// false after recovering a panic, so that work resumes the loop.
+func (b *batch[T, R]) loop() (finished bool) {
+	i := -1
+	defer func() {
+		if finished {
+			return
+		}
+		if v := recover(); v != nil {
+			b.record(i, Result[R]{Err: &PanicError{Value: v, Stack: debug.Stack()}})
+			return
+		}
+		// runtime.Goexit cannot be stopped: this goroutine ends here. Report
+		// the item and hand the rest of the work to a replacement, so the
+		// worker count and every item's outcome are kept.
+		b.record(i, Result[R]{Err: errGoexit})
+		b.wg.Go(b.work)
+	}()
+	n := int64(len(b.items))
+	for {
+		k := b.next.Add(1) - 1
+		if k >= n {
+			return true
+		}
+		i = int(k)
+		if err := b.admit(); err != nil {
+			if !b.skip(i, err) {
+				return true
+			}
+			continue
+		}
+		ctx, cancel := b.ctx, context.CancelFunc(nil)
+		if b.timeout > 0 {
+			ctx, cancel = context.WithTimeout(b.ctx, b.timeout)
+		}
+		v, err := b.fn(ctx, b.items[i])
+		if cancel != nil {
+			cancel()
+		}
+		if b.mode == modeMap {
+			if err != nil {
+				b.fail(i, err)
+				continue
+			}
+			b.out[i] = v
+			continue
+		}
+		if !b.record(i, Result[R]{Value: v, Err: err}) {
+			return true
+		}
+	}
+}
+
+// admit reports whether a claimed item may start: nil when it may, or the
+// error its result should carry when it never will.
+func (b *batch[T, R]) admit() error {
+	select {
+	case <-b.done:
+		return b.stopReason()
+	default:
+	}
+	if b.limiter == nil {
+		return nil
+	}
+	if err := b.limiter.Wait(b.ctx); err != nil {
+		if b.ctx.Err() != nil {
+			return b.stopReason()
+		}
+		return errRateDeadline
+	}
+	return nil
+}
+
+// stopReason is the error of items that never start because the run's
+// context ended. Only the parent or the fan-out itself ends it; in the
+// second case the reason is already recorded, and the parent's error is
+// returned for uniformity.
+func (b *batch[T, R]) stopReason() error {
+	if err := b.parent.Err(); err != nil {
+		return err
+	}
+	return context.Cause(b.ctx)
+}
+
+// skip handles an item that will not start, for reason. It reports whether
+// the worker should go on claiming: Settle and Stream report every item, so
+// they go on (each skipped item is cheap); Map stops the run.
+func (b *batch[T, R]) skip(i int, reason error) bool {
+	if b.mode != modeMap {
+		return b.record(i, Result[R]{Err: reason})
+	}
+	b.stop(reason)
+	return false
+}
+
+// stop records reason as the run's error unless the run was already
+// stopped, and cancels the run.
+func (b *batch[T, R]) stop(reason error) {
+	b.mu.Lock()
+	first := !b.stopped
+	if first {
+		b.stopped = true
+		b.errs = append(b.errs, reason)
+	}
+	b.mu.Unlock()
+	if first {
+		b.cancel(errStopped)
+	}
+}
+
+// fail records the error of item i in Map mode. An error that only reports
+// the run's own cancellation (context.Canceled or DeadlineExceeded after the
+// run's context ended) is not a failure of its own: it is dropped, and the
+// run's stop reason stands for it.
+func (b *batch[T, R]) fail(i int, err error) {
+	if b.ctx.Err() != nil && isCancellation(err) {
+		b.stop(b.stopReason())
+		return
+	}
+	b.mu.Lock()
+	b.errs = append(b.errs, &ItemError{Index: i, Err: err})
+	first := b.failFast && !b.stopped
+	if first {
+		b.stopped = true
+	}
+	b.mu.Unlock()
+	if first {
+		b.cancel(errStopped)
+	}
+}
+
+// record stores the outcome of item i. In Stream mode it reports false when
+// the loop has stopped reading, so the worker ends.
+func (b *batch[T, R]) record(i int, r Result[R]) bool {
+	switch b.mode {
+	case modeMap:
+		if r.Err != nil {
+			b.fail(i, r.Err)
+		}
+	case modeSettle:
+		b.res[i] = r
+	case modeStream:
+		select {
+		case b.sink <- item[R]{index: i, result: r}:
+		case <-b.quit:
+			return false
+		}
+	}
+	return true
+}
+
+// isCancellation reports whether err is a context's own error rather than a
+// failure with a cause of its own. A panic is never a cancellation.
+func isCancellation(err error) bool {
+	var p *PanicError
+	if errors.As(err, &p) || errors.Is(err, errGoexit) {
+		return false
+	}
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
