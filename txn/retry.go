@@ -35,9 +35,10 @@ const (
 //     to write after another connection wrote), through a Code() int method.
 //
 // MySQL and MariaDB errors have no method to read their number through; see
-// the subpackage txnmysql. Context errors and nil are not retryable.
+// the subpackage txnmysql. Context errors, nil, and a commit whose outcome is
+// unknown (ErrCommitUnknown) are not retryable.
 func Retryable(err error) bool {
-	if err == nil {
+	if err == nil || errors.Is(err, ErrCommitUnknown) {
 		return false
 	}
 	var s sqlStater
