@@ -1,0 +1,639 @@
+package taskqueue
+
+import (
+	"cmp"
+	"container/heap"
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// DefaultQueueSize is the QueueSize used when Options.QueueSize and
+// MemoryOptions.QueueSize are zero.
+const DefaultQueueSize = 1024
+
+// maxQueueSize bounds QueueSize so a typo cannot reserve absurd memory.
+const maxQueueSize = 1 << 24
+
+// MemoryOptions configures NewMemoryStore. The zero value means defaults.
+type MemoryOptions struct {
+	// QueueSize is the most tasks that may wait to run, due now or later.
+	// Insert beyond it is ErrQueueFull. Retries and released tasks are never
+	// refused, so up to QueueSize plus the number of workers may wait.
+	// Defaults to DefaultQueueSize; at most 1<<24.
+	QueueSize int
+}
+
+// MemoryStore is the in-process Store: fast, bounded, and gone with the
+// process. It is the Store a Runner uses when Options.Store is nil.
+//
+// Costs: Insert, Claim, Cancel and the per-attempt updates are O(log n) or
+// better (n the tasks held); List scans from its position and skips tasks
+// that do not match the filter; DeleteFinishedBefore is O(deleted). Memory is
+// bounded by QueueSize waiting tasks plus the finished tasks kept until they
+// are deleted; the maps and queues are rebuilt smaller when most of their
+// entries have been deleted, so memory returns to its baseline after a burst.
+//
+// A MemoryStore starts no goroutines and needs no Close.
+type MemoryStore struct {
+	mu       sync.Mutex
+	capacity int
+	tasks    map[string]*memTask
+	peak     int // len(tasks) high-water mark since the map was last rebuilt
+	unique   map[string]*memTask
+	upeak    int
+	ready    deque // due tasks, first come first served; may hold dead entries
+	live     int   // pending tasks in ready
+	delayed  delayHeap
+	order    []*memTask // every task, ascending (CreatedAt, ID); may hold deleted entries
+	dead     int        // deleted entries in order
+	finished deque      // finished tasks in the order they finished
+	waiters  []*waiter
+	counts   [StatusCanceled + 1]int
+	seq      uint64
+}
+
+var _ Store = (*MemoryStore)(nil)
+
+type memTask struct {
+	Task
+	seq             uint64
+	index           int // in delayed, or -1
+	cancelRequested bool
+	deleted         bool
+}
+
+type waiter struct {
+	ch       chan struct{}
+	kinds    []string
+	signaled bool
+}
+
+var waiterPool = sync.Pool{New: func() any { return &waiter{ch: make(chan struct{}, 1)} }}
+
+// NewMemoryStore returns an empty in-memory store. A negative or too large
+// QueueSize is an error.
+func NewMemoryStore(opts MemoryOptions) (*MemoryStore, error) {
+	if opts.QueueSize < 0 || opts.QueueSize > maxQueueSize {
+		return nil, errors.New("taskqueue: QueueSize must be between 0 and 1<<24")
+	}
+	if opts.QueueSize == 0 {
+		opts.QueueSize = DefaultQueueSize
+	}
+	return &MemoryStore{
+		capacity: opts.QueueSize,
+		tasks:    make(map[string]*memTask),
+		unique:   make(map[string]*memTask),
+	}, nil
+}
+
+// now returns the store's clock without its monotonic reading, so stored
+// times compare by the same wall clock a cursor carries.
+func now() time.Time { return time.Now().Round(0) }
+
+func (s *MemoryStore) lookup(id string) (*memTask, error) {
+	mt := s.tasks[id]
+	if mt == nil {
+		return nil, ErrNotFound
+	}
+	return mt, nil
+}
+
+func (s *MemoryStore) held(id string, attempt int) (*memTask, error) {
+	mt, err := s.lookup(id)
+	if err != nil {
+		return nil, err
+	}
+	if mt.Status != StatusRunning || mt.Attempt != attempt {
+		return nil, ErrLeaseLost
+	}
+	return mt, nil
+}
+
+func kindIn(kind string, kinds []string) bool {
+	return kinds == nil || slices.Contains(kinds, kind)
+}
+
+func (s *MemoryStore) setStatus(mt *memTask, st Status) {
+	s.counts[mt.Status]--
+	s.counts[st]++
+	mt.Status = st
+}
+
+// Insert implements Store.
+func (s *MemoryStore) Insert(ctx context.Context, t *Task) (Info, bool, error) {
+	if t == nil || t.ID == "" || t.Kind == "" || t.MaxAttempts < 1 {
+		return Info{}, false, errors.New("taskqueue: Insert needs a task with ID, Kind and MaxAttempts")
+	}
+	if err := ctx.Err(); err != nil {
+		return Info{}, false, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t.UniqueKey != "" {
+		if mt := s.unique[t.UniqueKey]; mt != nil {
+			return mt.Info, false, nil
+		}
+	}
+	if s.counts[StatusPending] >= s.capacity {
+		return Info{}, false, ErrQueueFull
+	}
+	if s.tasks[t.ID] != nil {
+		return Info{}, false, errors.New("taskqueue: duplicate task id")
+	}
+	n := now()
+	s.seq++
+	mt := &memTask{Task: *t, seq: s.seq, index: -1}
+	mt.Status = StatusPending
+	mt.Attempt = 0
+	mt.CreatedAt = n
+	mt.StartedAt, mt.FinishedAt = time.Time{}, time.Time{}
+	mt.Result, mt.Error, mt.Progress = nil, "", Progress{}
+	mt.RunAt = mt.RunAt.Round(0)
+	s.counts[StatusPending]++
+	s.tasks[mt.ID] = mt
+	s.peak = max(s.peak, len(s.tasks))
+	if mt.UniqueKey != "" {
+		s.unique[mt.UniqueKey] = mt
+		s.upeak = max(s.upeak, len(s.unique))
+	}
+	if k := len(s.order); k == 0 || compareTask(s.order[k-1], mt) < 0 {
+		s.order = append(s.order, mt)
+	} else {
+		i, _ := slices.BinarySearchFunc(s.order, mt, compareTask)
+		s.order = slices.Insert(s.order, i, mt)
+	}
+	s.schedule(mt, n)
+	return mt.Info, true, nil
+}
+
+func compareTask(a, b *memTask) int {
+	return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), strings.Compare(a.ID, b.ID))
+}
+
+// schedule puts a pending task in the ready queue or the delay heap and
+// wakes a worker that can act on it.
+func (s *MemoryStore) schedule(mt *memTask, n time.Time) {
+	if mt.RunAt.IsZero() || !mt.RunAt.After(n) {
+		mt.RunAt = n
+		s.ready.push(mt)
+		s.live++
+		s.wake(mt.Kind)
+		return
+	}
+	heap.Push(&s.delayed, mt)
+	if mt.index == 0 {
+		// A new earliest due time: some waiter must re-arm its timer.
+		s.wake("")
+	}
+}
+
+// wake signals one waiting Claim that accepts kind ("" accepts any waiter).
+func (s *MemoryStore) wake(kind string) {
+	for i, w := range s.waiters {
+		if kind == "" || kindIn(kind, w.kinds) {
+			s.waiters = slices.Delete(s.waiters, i, i+1)
+			w.signaled = true
+			w.ch <- struct{}{} // cap 1, and only ever sent to while registered
+			return
+		}
+	}
+}
+
+// promote moves due delayed tasks to the ready queue.
+func (s *MemoryStore) promote(n time.Time) {
+	for len(s.delayed) > 0 && !s.delayed[0].RunAt.After(n) {
+		mt := heap.Pop(&s.delayed).(*memTask)
+		s.ready.push(mt)
+		s.live++
+	}
+}
+
+// popReady removes and returns the first ready pending task of kinds.
+func (s *MemoryStore) popReady(kinds []string) *memTask {
+	for s.ready.len() > 0 {
+		mt := s.ready.front()
+		if mt.Status != StatusPending || mt.index >= 0 {
+			s.ready.popFront() // cancelled while waiting
+			continue
+		}
+		if kindIn(mt.Kind, kinds) {
+			s.ready.popFront()
+			s.live--
+			return mt
+		}
+		break
+	}
+	// Slow path: the head is of a kind this caller does not run.
+	for i := 1; i < s.ready.len(); i++ {
+		mt := s.ready.at(i)
+		if mt.Status == StatusPending && mt.index < 0 && kindIn(mt.Kind, kinds) {
+			s.ready.removeAt(i)
+			s.live--
+			return mt
+		}
+	}
+	return nil
+}
+
+// Claim implements Store. Waiting costs no goroutine: the caller blocks on
+// a channel until an Insert, Retry, Release or due time hands it work.
+func (s *MemoryStore) Claim(ctx context.Context, kinds []string) (*Task, error) {
+	if kinds != nil && len(kinds) == 0 {
+		return nil, errors.New("taskqueue: Claim needs at least one kind, or nil for any")
+	}
+	var (
+		w     *waiter
+		timer *time.Timer
+	)
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+		if w != nil {
+			waiterPool.Put(w)
+		}
+	}()
+	for {
+		s.mu.Lock()
+		if err := ctx.Err(); err != nil {
+			s.handOn()
+			s.mu.Unlock()
+			return nil, err
+		}
+		n := now()
+		s.promote(n)
+		if mt := s.popReady(kinds); mt != nil {
+			mt.Attempt++
+			mt.StartedAt = n
+			s.setStatus(mt, StatusRunning)
+			t := mt.Task
+			s.handOn()
+			s.mu.Unlock()
+			return &t, nil
+		}
+		var wait time.Duration = -1
+		if len(s.delayed) > 0 {
+			wait = s.delayed[0].RunAt.Sub(n)
+		}
+		if w == nil {
+			w = waiterPool.Get().(*waiter)
+		}
+		w.kinds, w.signaled = kinds, false
+		s.waiters = append(s.waiters, w)
+		s.mu.Unlock()
+
+		var tc <-chan time.Time
+		if wait >= 0 {
+			if timer == nil {
+				timer = time.NewTimer(wait)
+			} else {
+				timer.Reset(wait)
+			}
+			tc = timer.C
+		}
+		select {
+		case <-w.ch:
+		case <-tc:
+		case <-ctx.Done():
+		}
+		s.mu.Lock()
+		if !w.signaled {
+			if i := slices.Index(s.waiters, w); i >= 0 {
+				s.waiters = slices.Delete(s.waiters, i, i+1)
+			}
+		}
+		select { // a signal sent while we left for another reason
+		case <-w.ch:
+		default:
+		}
+		w.kinds = nil
+		s.mu.Unlock()
+		if timer != nil {
+			timer.Stop()
+		}
+	}
+}
+
+// handOn passes the wake-up on when work remains, so a signal consumed by a
+// caller that is leaving, or a burst of several tasks, is never lost.
+func (s *MemoryStore) handOn() {
+	if len(s.waiters) == 0 {
+		return
+	}
+	if s.live > 0 {
+		for i := 0; i < s.ready.len(); i++ {
+			if mt := s.ready.at(i); mt.Status == StatusPending && mt.index < 0 {
+				s.wake(mt.Kind)
+				break
+			}
+		}
+	}
+	if len(s.delayed) > 0 && len(s.waiters) > 0 {
+		s.wake("")
+	}
+}
+
+// Heartbeat implements Store. Claims in a MemoryStore carry no lease, so it
+// only reports a cancel request.
+func (s *MemoryStore) Heartbeat(ctx context.Context, id string, attempt int) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	mt, err := s.held(id, attempt)
+	if err != nil {
+		return false, err
+	}
+	return mt.cancelRequested, nil
+}
+
+// Progress implements Store.
+func (s *MemoryStore) Progress(ctx context.Context, id string, attempt int, p Progress) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	mt, err := s.held(id, attempt)
+	if err != nil {
+		return err
+	}
+	mt.Progress = p
+	return nil
+}
+
+// Finish implements Store.
+func (s *MemoryStore) Finish(ctx context.Context, id string, attempt int, o Outcome) (Info, error) {
+	if !o.Status.Terminal() {
+		return Info{}, errors.New("taskqueue: Finish needs a terminal status")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	mt, err := s.held(id, attempt)
+	if err != nil {
+		return Info{}, err
+	}
+	if mt.cancelRequested {
+		o = Outcome{Status: StatusCanceled, Error: ErrCanceled.Error()}
+	}
+	s.finish(mt, o, now())
+	return mt.Info, nil
+}
+
+func (s *MemoryStore) finish(mt *memTask, o Outcome, n time.Time) {
+	s.setStatus(mt, o.Status)
+	mt.Result, mt.Error, mt.FinishedAt = o.Result, o.Error, n
+	if mt.UniqueKey != "" && s.unique[mt.UniqueKey] == mt {
+		delete(s.unique, mt.UniqueKey)
+	}
+	s.finished.push(mt)
+}
+
+// Retry implements Store.
+func (s *MemoryStore) Retry(ctx context.Context, id string, attempt int, delay time.Duration, errMsg string) (Info, error) {
+	if delay < 0 {
+		return Info{}, errors.New("taskqueue: negative retry delay")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	mt, err := s.held(id, attempt)
+	if err != nil {
+		return Info{}, err
+	}
+	n := now()
+	if mt.cancelRequested {
+		s.finish(mt, Outcome{Status: StatusCanceled, Error: ErrCanceled.Error()}, n)
+		return mt.Info, nil
+	}
+	s.setStatus(mt, StatusPending)
+	mt.Error = errMsg
+	mt.RunAt = n.Add(delay)
+	s.schedule(mt, n)
+	return mt.Info, nil
+}
+
+// Release implements Store.
+func (s *MemoryStore) Release(ctx context.Context, id string, attempt int) (Info, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	mt, err := s.held(id, attempt)
+	if err != nil {
+		return Info{}, err
+	}
+	n := now()
+	if mt.cancelRequested {
+		s.finish(mt, Outcome{Status: StatusCanceled, Error: ErrCanceled.Error()}, n)
+		return mt.Info, nil
+	}
+	s.setStatus(mt, StatusPending)
+	mt.Attempt--
+	mt.RunAt = n
+	s.schedule(mt, n)
+	return mt.Info, nil
+}
+
+// Cancel implements Store.
+func (s *MemoryStore) Cancel(ctx context.Context, id string) (Info, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	mt, err := s.lookup(id)
+	if err != nil {
+		return Info{}, err
+	}
+	switch {
+	case mt.Status.Terminal():
+		return mt.Info, ErrFinished
+	case mt.Status == StatusRunning:
+		mt.cancelRequested = true
+	default: // pending
+		if mt.index >= 0 {
+			heap.Remove(&s.delayed, mt.index)
+		} else {
+			s.live-- // its ready entry is skipped when reached
+			if s.ready.len() > 2*s.live+64 {
+				s.ready.compact(func(mt *memTask) bool { return mt.Status == StatusPending })
+			}
+		}
+		s.finish(mt, Outcome{Status: StatusCanceled, Error: ErrCanceled.Error()}, now())
+	}
+	return mt.Info, nil
+}
+
+// Get implements Store.
+func (s *MemoryStore) Get(ctx context.Context, id string) (Info, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	mt, err := s.lookup(id)
+	if err != nil {
+		return Info{}, err
+	}
+	return mt.Info, nil
+}
+
+// List implements Store.
+func (s *MemoryStore) List(ctx context.Context, q ListQuery) ([]Info, error) {
+	if q.Limit < 1 {
+		return nil, errors.New("taskqueue: List needs a limit of at least 1")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := len(s.order)
+	if q.After != nil {
+		i, _ = slices.BinarySearchFunc(s.order, q.After, func(mt *memTask, p *Position) int {
+			return cmp.Or(mt.CreatedAt.Compare(p.CreatedAt), strings.Compare(mt.ID, p.ID))
+		})
+	}
+	out := make([]Info, 0, min(q.Limit, 64))
+	for i--; i >= 0 && len(out) < q.Limit; i-- {
+		mt := s.order[i]
+		if mt.deleted ||
+			(q.Status != 0 && mt.Status != q.Status) ||
+			(q.Kind != "" && mt.Kind != q.Kind) ||
+			(mt.Status.Terminal() && !q.FinishedAfter.IsZero() && !mt.FinishedAt.After(q.FinishedAfter)) {
+			continue
+		}
+		out = append(out, mt.Info)
+	}
+	return out, nil
+}
+
+// DeleteFinishedBefore implements Store.
+func (s *MemoryStore) DeleteFinishedBefore(ctx context.Context, cutoff time.Time) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	deleted := 0
+	for s.finished.len() > 0 {
+		mt := s.finished.front()
+		if !mt.FinishedAt.Before(cutoff) {
+			break
+		}
+		s.finished.popFront()
+		delete(s.tasks, mt.ID)
+		s.counts[mt.Status]--
+		mt.deleted = true
+		s.dead++
+		deleted++
+	}
+	if deleted > 0 {
+		s.shrink()
+	}
+	return deleted, nil
+}
+
+// shrink rebuilds the structures that no longer give memory back by
+// themselves, once most of their entries are gone.
+func (s *MemoryStore) shrink() {
+	if s.dead > 64 && s.dead > len(s.order)/2 {
+		order := make([]*memTask, 0, len(s.order)-s.dead)
+		for _, mt := range s.order {
+			if !mt.deleted {
+				order = append(order, mt)
+			}
+		}
+		s.order, s.dead = order, 0
+	}
+	if s.peak > 1024 && len(s.tasks) < s.peak/4 {
+		s.tasks = maps2(s.tasks)
+		s.peak = len(s.tasks)
+	}
+	if s.upeak > 1024 && len(s.unique) < s.upeak/4 {
+		s.unique = maps2(s.unique)
+		s.upeak = len(s.unique)
+	}
+	s.finished.fit()
+	s.ready.fit()
+	if cap(s.delayed) > 1024 && len(s.delayed) < cap(s.delayed)/4 {
+		s.delayed = slices.Clone(s.delayed)
+	}
+}
+
+func maps2(m map[string]*memTask) map[string]*memTask {
+	out := make(map[string]*memTask, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// Stats implements Store.
+func (s *MemoryStore) Stats(ctx context.Context) (Stats, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Stats{
+		Pending:   s.counts[StatusPending],
+		Running:   s.counts[StatusRunning],
+		Succeeded: s.counts[StatusSucceeded],
+		Failed:    s.counts[StatusFailed],
+		Canceled:  s.counts[StatusCanceled],
+	}, nil
+}
+
+// deque is a FIFO of tasks over a slice with a moving head.
+type deque struct {
+	buf  []*memTask
+	head int
+}
+
+func (d *deque) len() int          { return len(d.buf) - d.head }
+func (d *deque) front() *memTask   { return d.buf[d.head] }
+func (d *deque) at(i int) *memTask { return d.buf[d.head+i] }
+func (d *deque) push(mt *memTask)  { d.buf = append(d.buf, mt) }
+func (d *deque) removeAt(i int)    { d.buf = slices.Delete(d.buf, d.head+i, d.head+i+1) }
+func (d *deque) popFront() {
+	d.buf[d.head] = nil
+	d.head++
+	if d.head == len(d.buf) {
+		d.buf, d.head = d.buf[:0], 0
+	} else if d.head >= 1024 && d.head > len(d.buf)/2 {
+		n := copy(d.buf, d.buf[d.head:])
+		clear(d.buf[n:])
+		d.buf, d.head = d.buf[:n], 0
+	}
+}
+
+// compact keeps only the entries keep accepts.
+func (d *deque) compact(keep func(*memTask) bool) {
+	n := 0
+	for _, mt := range d.buf[d.head:] {
+		if keep(mt) {
+			d.buf[n] = mt
+			n++
+		}
+	}
+	clear(d.buf[n:])
+	d.buf, d.head = d.buf[:n], 0
+}
+
+// fit gives back a backing array far larger than its contents.
+func (d *deque) fit() {
+	if cap(d.buf) > 1024 && d.len() < cap(d.buf)/4 {
+		d.buf, d.head = slices.Clone(d.buf[d.head:]), 0
+	}
+}
+
+// delayHeap orders pending tasks by RunAt, then by insertion.
+type delayHeap []*memTask
+
+func (h delayHeap) Len() int { return len(h) }
+func (h delayHeap) Less(i, j int) bool {
+	if c := h[i].RunAt.Compare(h[j].RunAt); c != 0 {
+		return c < 0
+	}
+	return h[i].seq < h[j].seq
+}
+func (h delayHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index, h[j].index = i, j
+}
+func (h *delayHeap) Push(x any) {
+	mt := x.(*memTask)
+	mt.index = len(*h)
+	*h = append(*h, mt)
+}
+func (h *delayHeap) Pop() any {
+	old := *h
+	mt := old[len(old)-1]
+	old[len(old)-1] = nil
+	mt.index = -1
+	*h = old[:len(old)-1]
+	return mt
+}

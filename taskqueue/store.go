@@ -1,0 +1,73 @@
+package taskqueue
+
+import (
+	"context"
+	"time"
+)
+
+// Store holds the state of tasks; the Runner is the worker loop over it. The
+// in-memory store (NewMemoryStore) is the default; a durable store shared by
+// several processes implements the same interface and passes the same
+// conformance suite, taskqueuetest.Run.
+//
+// Every method is safe for concurrent use. Methods that take an id and an
+// attempt change a task only while that attempt holds it (status running,
+// same attempt number) and otherwise return ErrLeaseLost, so a late or
+// duplicate update from a lapsed attempt never overwrites newer state. A
+// store that records a cancel request for a running task (see Cancel) turns
+// that attempt's Finish, Retry and Release into a cancellation.
+type Store interface {
+	// Insert stores t as a pending task due at t.RunAt (at once when zero).
+	// The store sets CreatedAt; the Runner has filled ID, Kind, MaxAttempts,
+	// UniqueKey, Payload and Timeout. When t.UniqueKey is not empty and a
+	// pending or running task holds that key, Insert stores nothing and
+	// returns that task with inserted false. A store that is full returns
+	// ErrQueueFull.
+	Insert(ctx context.Context, t *Task) (info Info, inserted bool, err error)
+
+	// Claim waits until a pending task of one of kinds is due, marks it
+	// running (Attempt one higher, StartedAt now), and returns it. Tasks
+	// that are due are claimed oldest RunAt first. It returns ctx's error
+	// when ctx ends first.
+	Claim(ctx context.Context, kinds []string) (*Task, error)
+
+	// Heartbeat renews the lease of a running attempt and reports whether
+	// the task's cancellation was requested with Cancel.
+	Heartbeat(ctx context.Context, id string, attempt int) (cancelRequested bool, err error)
+
+	// Progress records the progress of a running attempt.
+	Progress(ctx context.Context, id string, attempt int, p Progress) error
+
+	// Finish ends a running attempt, and so the task, with o. If the task's
+	// cancellation was requested it ends canceled whatever o says.
+	Finish(ctx context.Context, id string, attempt int, o Outcome) (Info, error)
+
+	// Retry ends a failed running attempt: the task is pending again, due
+	// after delay, with errMsg as its Error.
+	Retry(ctx context.Context, id string, attempt int, delay time.Duration, errMsg string) (Info, error)
+
+	// Release gives a running attempt back without counting it: the task is
+	// pending again, due at once, with Attempt one lower. The Runner
+	// releases the tasks it was running when it is shut down.
+	Release(ctx context.Context, id string, attempt int) (Info, error)
+
+	// Cancel cancels a task. A pending task is canceled at once. For a
+	// running task the request is recorded and the task is returned still
+	// running; the attempt ends canceled (see Finish). A finished task is
+	// left alone and the error is ErrFinished; an unknown id is ErrNotFound.
+	Cancel(ctx context.Context, id string) (Info, error)
+
+	// Get returns the task id, or ErrNotFound.
+	Get(ctx context.Context, id string) (Info, error)
+
+	// List returns up to q.Limit tasks matching q, newest first (CreatedAt
+	// descending, then ID descending), after q.After when set.
+	List(ctx context.Context, q ListQuery) ([]Info, error)
+
+	// DeleteFinishedBefore deletes the tasks that finished before cutoff
+	// and returns how many it deleted.
+	DeleteFinishedBefore(ctx context.Context, cutoff time.Time) (int, error)
+
+	// Stats counts the tasks the store holds, by status.
+	Stats(ctx context.Context) (Stats, error)
+}

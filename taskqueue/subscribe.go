@@ -1,0 +1,185 @@
+package taskqueue
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+)
+
+// MaxSubscriptions bounds the Subscribe channels (Wait calls included)
+// open at once on one Runner; Subscribe beyond it is an error.
+const MaxSubscriptions = 1 << 16
+
+// hub fans task updates out to subscriptions. Publishing never blocks: each
+// subscription is a channel of one Info that always holds the latest.
+type hub struct {
+	n      atomic.Int64 // open subscriptions, read without the lock on the hot path
+	mu     sync.Mutex
+	subs   map[string][]*subscription
+	closed bool
+}
+
+type subscription struct {
+	id   string
+	ch   chan Info
+	stop func() bool // stops the ctx watch
+	done bool
+}
+
+func (h *hub) active() bool { return h.n.Load() > 0 }
+
+// deliver replaces whatever s holds with info. h.mu is held.
+func (s *subscription) deliver(info Info) {
+	select {
+	case <-s.ch:
+	default:
+	}
+	s.ch <- info // the only sender holds h.mu, and the buffer is now empty
+}
+
+// end closes s. h.mu is held.
+func (h *hub) end(s *subscription) {
+	if s.done {
+		return
+	}
+	s.done = true
+	close(s.ch)
+	s.stop()
+	h.n.Add(-1)
+}
+
+func (h *hub) publish(info Info) {
+	if !h.active() {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	subs := h.subs[info.ID]
+	if len(subs) == 0 {
+		return
+	}
+	for _, s := range subs {
+		s.deliver(info)
+	}
+	if info.Status.Terminal() {
+		for _, s := range subs {
+			h.end(s)
+		}
+		delete(h.subs, info.ID)
+	}
+}
+
+func (h *hub) remove(s *subscription) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !s.done {
+		h.end(s)
+		h.removeLocked(s)
+	}
+}
+
+func (h *hub) closeAll() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	for id, subs := range h.subs {
+		for _, s := range subs {
+			h.end(s)
+		}
+		delete(h.subs, id)
+	}
+}
+
+// Subscribe returns a channel that receives the task's Info: the current
+// one at once, then each change (start, progress, retry, finish). The
+// channel holds one value and always the latest: a slow reader misses
+// intermediate updates but never the terminal one, and the Runner never
+// blocks on it. The channel is closed after the terminal Info, when ctx
+// ends, or when the Runner shuts down.
+//
+// Updates come from this Runner; with a store shared by several processes,
+// changes made elsewhere are seen when this Runner next touches the task.
+// An unknown or expired id is ErrNotFound; more than MaxSubscriptions open
+// at once is an error.
+func (r *Runner) Subscribe(ctx context.Context, id string) (<-chan Info, error) {
+	info, err := r.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	h := &r.hub
+	s := &subscription{id: id, ch: make(chan Info, 1), stop: func() bool { return false }}
+	s.ch <- info
+	h.mu.Lock()
+	switch {
+	case h.closed || info.Status.Terminal():
+		close(s.ch)
+		h.mu.Unlock()
+		return s.ch, nil
+	case h.n.Load() >= MaxSubscriptions:
+		h.mu.Unlock()
+		return nil, fmt.Errorf("taskqueue: more than %d subscriptions open", MaxSubscriptions)
+	}
+	h.n.Add(1)
+	h.subs[id] = append(h.subs[id], s)
+	h.mu.Unlock()
+	stop := context.AfterFunc(ctx, func() { h.remove(s) })
+
+	// Read again now that updates reach s, so that a change made between
+	// the first read and the registration, above all the terminal one, is
+	// not missed.
+	latest, err := r.store.Get(r.storeCtx, id)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if s.done {
+		stop()
+		return s.ch, nil
+	}
+	s.stop = stop
+	if err == nil {
+		s.deliver(latest)
+		if latest.Status.Terminal() {
+			h.end(s)
+			h.removeLocked(s)
+		}
+	}
+	return s.ch, nil
+}
+
+func (h *hub) removeLocked(s *subscription) {
+	subs := h.subs[s.id]
+	for i, x := range subs {
+		if x == s {
+			subs = append(subs[:i], subs[i+1:]...)
+			break
+		}
+	}
+	if len(subs) == 0 {
+		delete(h.subs, s.id)
+	} else {
+		h.subs[s.id] = subs
+	}
+}
+
+// Wait blocks until the task id reaches a terminal status and returns its
+// final Info. If ctx ends first it returns the latest Info seen and ctx's
+// error; if the Runner shuts down first, the latest Info and ErrClosed. An
+// unknown or expired id is ErrNotFound.
+func (r *Runner) Wait(ctx context.Context, id string) (Info, error) {
+	ch, err := r.Subscribe(ctx, id)
+	if err != nil {
+		return Info{}, err
+	}
+	var last Info
+	for info := range ch {
+		last = info
+	}
+	switch {
+	case last.Status.Terminal():
+		return last, nil
+	case ctx.Err() != nil:
+		return last, ctx.Err()
+	default:
+		return last, ErrClosed
+	}
+}

@@ -1,0 +1,301 @@
+package taskqueue
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"time"
+)
+
+// storeRetryDelay is how long a worker waits after a store error in Claim
+// before it tries again.
+const storeRetryDelay = 100 * time.Millisecond
+
+// work is one worker: it claims tasks until claims ends.
+func (r *Runner) work(i int, claims, all context.Context) {
+	defer r.wg.Done()
+	// Each worker's tasks hang off a ctx of its own, so registering a
+	// task's ctx never contends with other workers.
+	wctx, cancel := context.WithCancel(all)
+	defer cancel()
+	for {
+		t, err := r.store.Claim(claims, r.kinds)
+		if err != nil {
+			if claims.Err() != nil {
+				return
+			}
+			r.opts.Logger.Error("taskqueue: claim", "err", err)
+			tm := time.NewTimer(storeRetryDelay)
+			select {
+			case <-tm.C:
+			case <-claims.Done():
+				tm.Stop()
+				return
+			}
+			continue
+		}
+		r.run(i, t, wctx, all)
+	}
+}
+
+// timeoutError is the cause of a handler's ctx when its attempt times out.
+type timeoutError struct{ d time.Duration }
+
+func (e *timeoutError) Error() string {
+	return fmt.Sprintf("taskqueue: attempt timed out after %v", e.d)
+}
+
+// run runs one claimed attempt and records its outcome.
+func (r *Runner) run(i int, t *Task, wctx, all context.Context) {
+	h := (*r.handlers.Load())[t.Kind]
+	ctx, cancel := context.WithCancelCause(wctx)
+	defer cancel(nil)
+	timeout := t.Timeout
+	if timeout == 0 {
+		timeout = r.opts.Timeout
+	}
+	if timeout > 0 {
+		var stop context.CancelFunc
+		ctx, stop = context.WithTimeoutCause(ctx, timeout, &timeoutError{timeout})
+		defer stop()
+	}
+	job := &Job{r: r, id: t.ID, kind: t.Kind, attempt: t.Attempt, maxAttempts: t.MaxAttempts, progress: t.Progress}
+	slot := &runSlot{id: t.ID, attempt: t.Attempt, cancel: cancel}
+	r.mu.Lock()
+	r.slots[i] = slot
+	if len(r.cancelPending) > 0 {
+		if a, ok := r.cancelPending[t.ID]; ok && a == t.Attempt {
+			delete(r.cancelPending, t.ID)
+			cancel(ErrCanceled)
+		}
+	}
+	r.mu.Unlock()
+	if !t.LeaseUntil.IsZero() {
+		job.heartbeat(time.Until(t.LeaseUntil)/3, cancel)
+	}
+	if r.hub.active() {
+		r.hub.publish(t.Info)
+	}
+
+	var (
+		res json.RawMessage
+		err error
+	)
+	if h == nil { // a store shared with a Runner that has other kinds
+		err = Permanent(fmt.Errorf("%w: %q", ErrUnknownKind, t.Kind))
+	} else {
+		res, err = call(ctx, h, job, t.Payload)
+	}
+	job.end()
+
+	info, serr := r.record(t, ctx, all, res, err)
+	r.mu.Lock()
+	r.slots[i] = nil
+	delete(r.cancelPending, t.ID)
+	r.mu.Unlock()
+	switch {
+	case errors.Is(serr, ErrLeaseLost):
+		r.opts.Logger.Debug("taskqueue: attempt lost its task", "id", t.ID, "attempt", t.Attempt)
+	case serr != nil:
+		r.opts.Logger.Error("taskqueue: record attempt", "id", t.ID, "attempt", t.Attempt, "err", serr)
+	case info.Status.Terminal():
+		r.finished(info)
+	default:
+		r.hub.publish(info)
+	}
+}
+
+// panicError is a handler's panic as a failed attempt: the value and the
+// stack, as text for Info.Error.
+type panicError struct{ msg string }
+
+func (e *panicError) Error() string { return e.msg }
+
+// call runs h, turning a panic into a *panicError.
+func call(ctx context.Context, h handler, job *Job, payload json.RawMessage) (res json.RawMessage, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			res, err = nil, &panicError{fmt.Sprintf("taskqueue: handler panicked: %v\n\n%s", v, debug.Stack())}
+		}
+	}()
+	return h(ctx, job, payload)
+}
+
+// record writes the outcome of an attempt to the store.
+func (r *Runner) record(t *Task, ctx, all context.Context, res json.RawMessage, err error) (Info, error) {
+	sctx := r.storeCtx
+	var pe *panicError
+	panicked := errors.As(err, &pe)
+	cause := context.Cause(ctx)
+	switch {
+	case errors.Is(cause, ErrCanceled):
+		return r.store.Finish(sctx, t.ID, t.Attempt, Outcome{Status: StatusCanceled, Error: ErrCanceled.Error()})
+	case err == nil && len(res) > r.opts.MaxPayloadBytes:
+		err = Permanent(fmt.Errorf("taskqueue: result of %d bytes exceeds MaxPayloadBytes %d", len(res), r.opts.MaxPayloadBytes))
+	case err == nil:
+		return r.store.Finish(sctx, t.ID, t.Attempt, Outcome{Status: StatusSucceeded, Result: res})
+	case all.Err() != nil && !panicked:
+		// Interrupted by Shutdown (or Start's ctx): not the task's fault.
+		info, serr := r.store.Release(sctx, t.ID, t.Attempt)
+		if serr == nil {
+			r.interrupted.Add(1)
+		}
+		return info, serr
+	}
+	msg := err.Error()
+	var te *timeoutError
+	if errors.As(cause, &te) && !panicked {
+		msg = fmt.Sprintf("taskqueue: attempt %d timed out after %v: %v", t.Attempt, te.d, err)
+	}
+	if panicked {
+		r.opts.Logger.Warn("taskqueue: handler panicked", "id", t.ID, "kind", t.Kind, "attempt", t.Attempt, "err", msg)
+	} else {
+		r.opts.Logger.Debug("taskqueue: attempt failed", "id", t.ID, "kind", t.Kind, "attempt", t.Attempt, "err", msg)
+	}
+	if IsPermanent(err) || t.Attempt >= t.MaxAttempts {
+		return r.store.Finish(sctx, t.ID, t.Attempt, Outcome{Status: StatusFailed, Error: msg})
+	}
+	return r.store.Retry(sctx, t.ID, t.Attempt, max(r.opts.Backoff(t.Attempt), 0), msg)
+}
+
+// Job is a handler's view of the attempt it is running. Its methods are
+// safe for concurrent use, and do nothing harmful after the attempt ends.
+type Job struct {
+	r           *Runner
+	id, kind    string
+	attempt     int
+	maxAttempts int
+
+	mu       sync.Mutex
+	progress Progress
+	written  time.Time // when progress was last written to the store
+	dirty    bool      // progress holds a value not yet written
+	flushing *time.Timer
+	beat     *time.Timer
+	ended    bool
+}
+
+// ID returns the task's id.
+func (j *Job) ID() string { return j.id }
+
+// Kind returns the task's kind.
+func (j *Job) Kind() string { return j.kind }
+
+// Attempt returns this attempt's number, 1 for the first.
+func (j *Job) Attempt() int { return j.attempt }
+
+// MaxAttempts returns how many attempts the task may have in all.
+func (j *Job) MaxAttempts() int { return j.maxAttempts }
+
+// Progress records how far the task has got: percent between 0 and 100
+// and a message of at most MaxProgressMessage bytes, else an error and
+// nothing is recorded. Calls are cheap enough to make per item: the first
+// is written to the store at once, later ones at most once per
+// Options.ProgressInterval, keeping only the latest value in between (it is
+// written when the interval is up, or when the attempt ends). Each write is
+// published to Subscribe and Wait. Progress after the attempt has ended is
+// an error.
+func (j *Job) Progress(percent int, message string) error {
+	if percent < 0 || percent > 100 {
+		return fmt.Errorf("taskqueue: progress %d%% is outside 0..100", percent)
+	}
+	if len(message) > MaxProgressMessage {
+		return fmt.Errorf("taskqueue: progress message of %d bytes exceeds %d", len(message), MaxProgressMessage)
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.ended {
+		return errors.New("taskqueue: progress after the attempt ended")
+	}
+	j.progress = Progress{Percent: percent, Message: message}
+	j.dirty = true
+	wait := j.r.opts.ProgressInterval - time.Since(j.written)
+	if j.written.IsZero() || wait <= 0 {
+		return j.write()
+	}
+	if j.flushing == nil {
+		j.flushing = time.AfterFunc(wait, j.flush)
+	}
+	return nil
+}
+
+// write stores and publishes the latest progress. j.mu is held.
+func (j *Job) write() error {
+	j.dirty, j.written = false, time.Now()
+	if j.flushing != nil {
+		j.flushing.Stop()
+		j.flushing = nil
+	}
+	err := j.r.store.Progress(j.r.storeCtx, j.id, j.attempt, j.progress)
+	if err != nil {
+		return fmt.Errorf("taskqueue: record progress: %w", err)
+	}
+	if j.r.hub.active() {
+		if info, err := j.r.store.Get(j.r.storeCtx, j.id); err == nil {
+			j.r.hub.publish(info)
+		}
+	}
+	return nil
+}
+
+// flush writes coalesced progress when its interval is up.
+func (j *Job) flush() {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.flushing = nil
+	if j.ended || !j.dirty {
+		return
+	}
+	if err := j.write(); err != nil {
+		j.r.opts.Logger.Debug("taskqueue: progress", "id", j.id, "err", err)
+	}
+}
+
+// end flushes pending progress and stops the attempt's timers.
+func (j *Job) end() {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.dirty {
+		if err := j.write(); err != nil {
+			j.r.opts.Logger.Debug("taskqueue: progress", "id", j.id, "err", err)
+		}
+	}
+	j.ended = true
+	if j.flushing != nil {
+		j.flushing.Stop()
+	}
+	if j.beat != nil {
+		j.beat.Stop()
+	}
+}
+
+// heartbeat renews the attempt's lease every period until the attempt
+// ends, and cancels the handler when the task's cancellation is requested
+// or the lease is lost.
+func (j *Job) heartbeat(period time.Duration, cancel context.CancelCauseFunc) {
+	period = max(period, 10*time.Millisecond)
+	beat := func() {
+		cancelRequested, err := j.r.store.Heartbeat(j.r.storeCtx, j.id, j.attempt)
+		switch {
+		case errors.Is(err, ErrLeaseLost):
+			cancel(ErrLeaseLost)
+			return
+		case err != nil:
+			j.r.opts.Logger.Error("taskqueue: heartbeat", "id", j.id, "err", err)
+		case cancelRequested:
+			cancel(ErrCanceled)
+			return
+		}
+		j.mu.Lock()
+		defer j.mu.Unlock()
+		if !j.ended {
+			j.beat.Reset(period)
+		}
+	}
+	j.mu.Lock()
+	j.beat = time.AfterFunc(period, beat)
+	j.mu.Unlock()
+}
