@@ -1,0 +1,73 @@
+package ratelimit_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/asynckit/asynckit/ratelimit"
+)
+
+// BenchmarkAllowParallel measures a keyed Allow from every core over a
+// spread of keys, for each in-memory limiter and, as the yardstick, for an
+// x/time/rate.Limiter per key held in a sync.Map.
+func BenchmarkAllowParallel(b *testing.B) {
+	for _, nkeys := range []int{10_000, 1_000_000} {
+		keys := make([]string, nkeys)
+		for i := range keys {
+			keys[i] = fmt.Sprintf("user:%d", i)
+		}
+		for _, ml := range memoryLimiters {
+			b.Run(fmt.Sprintf("%s/keys=%d", ml.name, nkeys), func(b *testing.B) {
+				l, err := ml.new(ratelimit.PerSecond(1_000_000), ratelimit.Options{MaxKeys: nkeys})
+				if err != nil {
+					b.Fatal(err)
+				}
+				benchParallel(b, keys, func(ctx context.Context, key string) {
+					if _, err := l.AllowN(ctx, key, 1); err != nil {
+						b.Error(err)
+					}
+				})
+			})
+		}
+		b.Run(fmt.Sprintf("xtimerate-syncmap/keys=%d", nkeys), func(b *testing.B) {
+			var m sync.Map
+			benchParallel(b, keys, func(_ context.Context, key string) {
+				v, ok := m.Load(key)
+				if !ok {
+					v, _ = m.LoadOrStore(key, rate.NewLimiter(rate.Limit(1_000_000), 1_000_000))
+				}
+				v.(*rate.Limiter).Allow()
+			})
+		})
+	}
+}
+
+var benchSeed atomic.Uint64
+
+func benchParallel(b *testing.B, keys []string, allow func(context.Context, string)) {
+	ctx := context.Background()
+	// Touch every key once so the loop measures the steady state.
+	for _, k := range keys {
+		allow(ctx, k)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		r := rand.New(rand.NewPCG(benchSeed.Add(1), uint64(time.Now().UnixNano())))
+		i := r.IntN(len(keys))
+		for pb.Next() {
+			allow(ctx, keys[i])
+			i += 7919
+			if i >= len(keys) {
+				i -= len(keys)
+			}
+		}
+	})
+}

@@ -1,0 +1,38 @@
+package ratelimit_test
+
+import (
+	"testing"
+
+	"github.com/asynckit/asynckit/ratelimit"
+	"github.com/asynckit/asynckit/ratelimit/ratelimittest"
+)
+
+// TestConformance runs the shared suite against every in-memory limiter,
+// with time under testing/synctest.
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	for _, tc := range memoryLimiters {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ratelimittest.Run(t, ratelimittest.Config{
+				New: func(t *testing.T, lim ratelimit.Limit) (ratelimit.Limiter, error) {
+					return tc.new(lim, ratelimit.Options{MaxKeys: 1000})
+				},
+				Synctest: true,
+			})
+		})
+	}
+}
+
+type memoryLimiter struct {
+	name string
+	new  func(ratelimit.Limit, ratelimit.Options) (ratelimit.Limiter, error)
+}
+
+// memoryLimiters lists every in-memory limiter, for the suite and the
+// benchmarks.
+var memoryLimiters = []memoryLimiter{
+	{"GCRA", func(l ratelimit.Limit, o ratelimit.Options) (ratelimit.Limiter, error) {
+		return ratelimit.NewGCRA(l, o)
+	}},
+}

@@ -1,0 +1,60 @@
+package ratelimit
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+)
+
+// Options configures an in-memory limiter. The zero Options is ready to use.
+type Options struct {
+	// MaxKeys is a hard cap on the keys a limiter keeps state for. When a new
+	// key arrives and the limiter is full, the least recently used key of the
+	// new key's shard is dropped, so a flood of distinct keys cannot grow
+	// memory without bound. Dropping a key forgets what it spent: that key
+	// starts afresh. Defaults to 100,000.
+	MaxKeys int
+	// Shards is the number of independently locked parts the key space is
+	// split into, a power of two. More shards means less lock contention.
+	// LRU order is kept per shard, not globally. Defaults to 16 × GOMAXPROCS
+	// rounded down to a power of two, at most 1024 and at most MaxKeys/8
+	// (at least 1).
+	Shards int
+}
+
+// DefaultMaxKeys is the key cap used when Options.MaxKeys is zero.
+const DefaultMaxKeys = 100_000
+
+// maxShards bounds Options.Shards.
+const maxShards = 1 << 16
+
+// resolve returns o with its defaults filled in, or an error for a negative
+// or malformed field.
+func (o Options) resolve() (Options, error) {
+	if o.MaxKeys < 0 {
+		return o, fmt.Errorf("ratelimit: MaxKeys %d must not be negative", o.MaxKeys)
+	}
+	if o.Shards < 0 {
+		return o, fmt.Errorf("ratelimit: Shards %d must not be negative", o.Shards)
+	}
+	if o.Shards > maxShards {
+		return o, fmt.Errorf("ratelimit: Shards %d is more than %d", o.Shards, maxShards)
+	}
+	if o.Shards&(o.Shards-1) != 0 {
+		return o, fmt.Errorf("ratelimit: Shards %d must be a power of two", o.Shards)
+	}
+	if o.MaxKeys == 0 {
+		o.MaxKeys = DefaultMaxKeys
+	}
+	if o.Shards > o.MaxKeys {
+		return o, errors.New("ratelimit: Shards must not exceed MaxKeys")
+	}
+	if o.Shards == 0 {
+		want := min(16*runtime.GOMAXPROCS(0), 1024, max(o.MaxKeys/8, 1))
+		o.Shards = 1
+		for o.Shards*2 <= want {
+			o.Shards *= 2
+		}
+	}
+	return o, nil
+}

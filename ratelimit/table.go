@@ -1,0 +1,183 @@
+package ratelimit
+
+import (
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// table is the sharded, capped key → state map behind every in-memory
+// limiter. Each shard is a mutex, a map and an intrusive list in
+// approximately least-recently-used order (second chance, see victim), so a
+// hit costs one hash, one lock, one map lookup and one flag write, and
+// allocates nothing. A miss allocates at most one node, and none when it
+// can recycle an idle key's.
+//
+// S is the per-key state; P its pointer type, which reports whether the
+// state has gone idle (carries no information any more) at a given time,
+// so that idle keys are dropped lazily as new ones arrive, with no
+// background goroutine.
+type table[S any, P interface {
+	*S
+	idle(now int64) bool
+}] struct {
+	seed   maphash.Seed
+	mask   uint64
+	max    int64
+	grace  int64        // how long a key must have been idle before it is dropped
+	count  atomic.Int64 // keys held across all shards, never above max at rest
+	shards []shard[S]
+}
+
+type shard[S any] struct {
+	mu   sync.Mutex
+	m    map[string]*node[S]
+	head node[S]  // sentinel: head.next is the most recently used
+	_    [64]byte // keep neighbouring shards' locks off one cache line
+}
+
+type node[S any] struct {
+	prev, next *node[S]
+	key        string
+	used       bool // used since it was last put at the warm end
+	s          S
+}
+
+func newTable[S any, P interface {
+	*S
+	idle(now int64) bool
+}](o Options, grace time.Duration) *table[S, P] {
+	t := &table[S, P]{
+		grace:  int64(grace),
+		seed:   maphash.MakeSeed(),
+		mask:   uint64(o.Shards - 1),
+		max:    int64(o.MaxKeys),
+		shards: make([]shard[S], o.Shards),
+	}
+	for i := range t.shards {
+		sh := &t.shards[i]
+		sh.m = make(map[string]*node[S])
+		sh.head.next, sh.head.prev = &sh.head, &sh.head
+	}
+	return t
+}
+
+// shard returns the shard that owns key.
+func (t *table[S, P]) shard(key string) *shard[S] {
+	return &t.shards[maphash.String(t.seed, key)&t.mask]
+}
+
+// get returns key's state in sh, creating a zero state if it has none, and
+// marks it used (see victim). sh.mu must be held.
+//
+// Creating a key first drops up to two keys from the cold end of the
+// shard's list that have been idle for at least the grace period (one
+// Period of the limit: dropping a key the moment it goes idle would make a
+// steady working set churn). Then, if the table holds MaxKeys keys, it drops this
+// shard's least recently used key, or, if this shard is empty, another
+// shard's (taken with TryLock, so no two shard locks are ever waited for
+// together). If every other shard is busy at that instant, the new key's
+// state is used for this one decision and not kept: the cap is never
+// exceeded.
+func (t *table[S, P]) get(sh *shard[S], key string, now int64) *S {
+	if n, ok := sh.m[key]; ok {
+		n.used = true
+		return &n.s
+	}
+	var n *node[S]
+	for range 2 {
+		old := sh.head.prev
+		if old == &sh.head || !P(&old.s).idle(now-t.grace) {
+			break
+		}
+		t.remove(sh, old)
+		if n == nil {
+			n = old // recycle the node: a steady churn of keys allocates nothing
+		}
+	}
+	if n == nil {
+		n = &node[S]{}
+	}
+	var zero S
+	n.key, n.s, n.used = key, zero, false
+	if t.count.Add(1) > t.max {
+		switch {
+		case sh.head.prev != &sh.head:
+			t.remove(sh, sh.victim())
+		case !t.steal(sh):
+			t.count.Add(-1)
+			return &n.s
+		}
+	}
+	sh.m[key] = n
+	sh.pushFront(n)
+	return &n.s
+}
+
+// steal drops the least recently used key of some shard other than own.
+func (t *table[S, P]) steal(own *shard[S]) bool {
+	for i := range t.shards {
+		sh := &t.shards[i]
+		if sh == own || !sh.mu.TryLock() {
+			continue
+		}
+		if sh.head.prev != &sh.head {
+			t.remove(sh, sh.victim())
+			sh.mu.Unlock()
+			return true
+		}
+		sh.mu.Unlock()
+	}
+	return false
+}
+
+// len returns the number of keys held, locking each shard in turn.
+func (t *table[S, P]) len() int {
+	total := 0
+	for i := range t.shards {
+		sh := &t.shards[i]
+		sh.mu.Lock()
+		total += len(sh.m)
+		sh.mu.Unlock()
+	}
+	return total
+}
+
+// victim returns the key to evict from sh, which must be locked and not
+// empty. It is the second-chance (CLOCK) approximation of least recently
+// used: a hit only marks its node, so the hot path writes no list pointers,
+// and a marked node reaching the cold end is unmarked and moved back to the
+// warm end instead of being evicted. Each node is passed over at most once,
+// so this is O(1) amortised.
+func (sh *shard[S]) victim() *node[S] {
+	for {
+		n := sh.head.prev
+		if !n.used || n.prev == &sh.head {
+			return n
+		}
+		n.used = false
+		n.unlink()
+		sh.pushFront(n)
+	}
+}
+
+func (sh *shard[S]) pushFront(n *node[S]) {
+	n.prev = &sh.head
+	n.next = sh.head.next
+	n.next.prev = n
+	sh.head.next = n
+}
+
+// remove drops n from sh, which must be locked.
+func (t *table[S, P]) remove(sh *shard[S], n *node[S]) {
+	n.unlink()
+	delete(sh.m, n.key)
+	t.count.Add(-1)
+}
+
+func (n *node[S]) unlink() {
+	n.prev.next = n.next
+	n.next.prev = n.prev
+	n.prev, n.next = nil, nil
+}
