@@ -1,0 +1,338 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"hash/maphash"
+	"math/bits"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"time"
+)
+
+// Cache is a bounded, sharded, concurrency-safe cache from K to V with TTL,
+// cache-through loading and stale-while-revalidate. Create one with [New];
+// the zero value is not usable. All methods are safe for concurrent use.
+type Cache[K comparable, V any] struct {
+	shards []shard[K, V]
+	mask   uint64
+	seed   maphash.Seed
+
+	ttl          int64 // nanoseconds; 0 = no expiry
+	jitter       float64
+	refreshAfter int64
+	staleIfError int64
+	negativeTTL  int64
+	loadTimeout  time.Duration
+	onEvict      func(K, V, EvictReason)
+
+	counters counters
+
+	// bgMu guards closed and the Add side of wg, so that no load starts
+	// after Close has begun waiting.
+	bgMu    sync.Mutex
+	closed  bool
+	wg      sync.WaitGroup
+	closing context.Context
+	stop    context.CancelCauseFunc
+}
+
+// New returns a cache configured by opts. Invalid options are an error that
+// names the field; the zero Options gives a cache of [DefaultMaxEntries]
+// entries without expiry. New starts no goroutine.
+func New[K comparable, V any](opts Options[K, V]) (*Cache[K, V], error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	maxEntries := opts.MaxEntries
+	if maxEntries == 0 {
+		maxEntries = DefaultMaxEntries
+	}
+	n := shardCount(maxEntries, runtime.GOMAXPROCS(0))
+	c := &Cache[K, V]{
+		shards:       make([]shard[K, V], n),
+		mask:         uint64(n - 1),
+		seed:         maphash.MakeSeed(),
+		ttl:          int64(opts.TTL),
+		jitter:       opts.Jitter,
+		refreshAfter: int64(opts.RefreshAfter),
+		staleIfError: int64(opts.StaleIfError),
+		negativeTTL:  int64(opts.NegativeTTL),
+		loadTimeout:  opts.LoadTimeout,
+		onEvict:      opts.OnEvict,
+	}
+	// Split maxEntries exactly, so that the sum of the shard bounds is the
+	// cache's bound.
+	for i := range c.shards {
+		capacity := maxEntries / n
+		if i < maxEntries%n {
+			capacity++
+		}
+		c.shards[i].init(capacity)
+	}
+	c.closing, c.stop = context.WithCancelCause(context.Background())
+	return c, nil
+}
+
+// shardCount picks a power of two: enough shards that parallel callers
+// rarely meet on one lock (16 per P, at most 1024), but never so many that a
+// shard holds fewer than 64 entries, where per-shard eviction would stray
+// far from a global LRU.
+func shardCount(maxEntries, procs int) int {
+	n := 1 << bits.Len(uint(procs*16-1))
+	n = min(n, 1024)
+	for n > 1 && maxEntries/n < 64 {
+		n /= 2
+	}
+	return n
+}
+
+func (c *Cache[K, V]) shardFor(key K) *shard[K, V] {
+	return &c.shards[maphash.Comparable(c.seed, key)&c.mask]
+}
+
+// now is the cache's clock. It is time.Now, so that tests under
+// testing/synctest control it.
+func now() int64 { return time.Now().UnixNano() }
+
+// Get returns the value for key and true when a fresh entry holds one. An
+// expired entry, a cached loader error and an absent key are all misses. Get
+// takes only a shared lock, never allocates, and reads the clock only when
+// the entry has a TTL.
+func (c *Cache[K, V]) Get(key K) (V, bool) {
+	s := c.shardFor(key)
+	s.mu.RLock()
+	e := s.m[key]
+	if e != nil && e.err == nil && (e.expires == 0 || now() < e.expires) {
+		if e.ref.Load() == 0 {
+			e.ref.Store(1)
+		}
+		v := e.value
+		s.hits.Add(1)
+		s.mu.RUnlock()
+		return v, true
+	}
+	s.misses.Add(1)
+	dead := e != nil && e.keepUntil != 0 && now() >= e.keepUntil
+	s.mu.RUnlock()
+	if dead {
+		c.removeIfDead(s, key, e)
+	}
+	var zero V
+	return zero, false
+}
+
+// Set stores value under key with the cache's TTL (shortened by Jitter),
+// replacing any entry, and evicts one entry of the same shard when it is
+// full. A load of key in flight when Set is called still answers its
+// waiters, but its result no longer replaces value.
+func (c *Cache[K, V]) Set(key K, value V) {
+	c.set(key, value, c.ttl)
+}
+
+// SetWithTTL is [Cache.Set] with a TTL for this entry alone (Jitter still
+// applies). A ttl of zero or less means the entry never expires.
+func (c *Cache[K, V]) SetWithTTL(key K, value V, ttl time.Duration) {
+	c.set(key, value, max(int64(ttl), 0))
+}
+
+func (c *Cache[K, V]) set(key K, value V, ttl int64) {
+	s := c.shardFor(key)
+	var ev evictions[K, V]
+	s.mu.Lock()
+	if cl := s.calls[key]; cl != nil {
+		cl.dropped = true
+	}
+	c.store(s, key, value, nil, ttl, now(), &ev)
+	s.mu.Unlock()
+	c.notify(&ev)
+}
+
+// Delete removes key and reports whether an entry was there. A load of key
+// in flight still answers its waiters but does not store its result, so a
+// Delete after a write to the source of truth is never undone by an older
+// load.
+func (c *Cache[K, V]) Delete(key K) bool {
+	s := c.shardFor(key)
+	var ev evictions[K, V]
+	s.mu.Lock()
+	if cl := s.calls[key]; cl != nil {
+		cl.dropped = true
+	}
+	e := s.m[key]
+	if e != nil {
+		s.remove(e)
+		if e.err == nil {
+			ev.add(c, e, ReasonDeleted)
+		}
+	}
+	s.mu.Unlock()
+	c.notify(&ev)
+	return e != nil
+}
+
+// Len returns the number of entries held, including expired entries that
+// have not been removed yet (expiry is lazy) and cached errors. It locks
+// each shard in turn, so it costs O(shards).
+func (c *Cache[K, V]) Len() int {
+	n := 0
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.RLock()
+		n += len(s.ring)
+		s.mu.RUnlock()
+	}
+	return n
+}
+
+// Purge removes every entry, calling OnEvict for each one with a value.
+// Loads in flight answer their waiters but do not store their results.
+func (c *Cache[K, V]) Purge() {
+	for i := range c.shards {
+		s := &c.shards[i]
+		var ev evictions[K, V]
+		s.mu.Lock()
+		for _, cl := range s.calls {
+			cl.dropped = true
+		}
+		if c.onEvict != nil {
+			for _, e := range s.ring {
+				if e.err == nil {
+					ev.add(c, e, ReasonDeleted)
+				}
+			}
+		}
+		s.init(s.capacity)
+		s.mu.Unlock()
+		c.notify(&ev)
+	}
+}
+
+// Close cancels every load and background refresh in flight and waits for
+// their goroutines to return. After Close, Get, Set and Delete still work and
+// hits are still served, but a key that must be loaded gives [ErrClosed].
+// Close is idempotent and safe to call concurrently.
+func (c *Cache[K, V]) Close() {
+	c.bgMu.Lock()
+	c.closed = true
+	c.bgMu.Unlock()
+	c.stop(ErrClosed)
+	c.wg.Wait()
+}
+
+// goTracked runs f on a new goroutine that Close waits for, or reports
+// ErrClosed once Close has begun.
+func (c *Cache[K, V]) goTracked(f func()) error {
+	c.bgMu.Lock()
+	defer c.bgMu.Unlock()
+	if c.closed {
+		return ErrClosed
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		f()
+	}()
+	return nil
+}
+
+// expiry returns the absolute expiry for an entry stored at t with ttl,
+// shortened by a random fraction of up to Jitter; 0 means never.
+func (c *Cache[K, V]) expiry(t, ttl int64) int64 {
+	if ttl <= 0 {
+		return 0
+	}
+	if c.jitter > 0 {
+		ttl -= int64(rand.Float64() * c.jitter * float64(ttl))
+	}
+	return t + max(ttl, 1)
+}
+
+// store writes a value (err == nil) or a cached error into s under its
+// write lock, evicting an entry if s is full.
+func (c *Cache[K, V]) store(s *shard[K, V], key K, value V, err error, ttl, t int64, ev *evictions[K, V]) {
+	expires := c.expiry(t, ttl)
+	keepUntil := expires
+	var refreshAt int64
+	if err == nil {
+		if expires != 0 {
+			keepUntil = expires + c.staleIfError
+		}
+		if c.refreshAfter > 0 {
+			refreshAt = t + c.refreshAfter
+		}
+	}
+	e := s.m[key]
+	if e == nil {
+		e = &entry[K, V]{key: key}
+		if len(s.ring) >= s.capacity {
+			victim, reason := s.victim(t)
+			s.remove(victim)
+			if victim.err == nil {
+				ev.add(c, victim, reason)
+			}
+			c.counters.count(reason)
+		}
+		s.insert(e)
+	}
+	e.value, e.err = value, err
+	e.expires, e.keepUntil, e.refreshAt = expires, keepUntil, refreshAt
+	e.refreshing.Store(false)
+}
+
+// removeIfDead drops e from s when it is still key's entry and past its
+// keep-until time.
+func (c *Cache[K, V]) removeIfDead(s *shard[K, V], key K, e *entry[K, V]) {
+	var ev evictions[K, V]
+	s.mu.Lock()
+	if s.m[key] == e && e.keepUntil != 0 && now() >= e.keepUntil {
+		s.remove(e)
+		c.counters.expirations.Add(1)
+		if e.err == nil {
+			ev.add(c, e, ReasonExpired)
+		}
+	}
+	s.mu.Unlock()
+	c.notify(&ev)
+}
+
+// evictions collects the entries to report to OnEvict once locks are
+// released. It holds one entry without allocating, which is all that any
+// single-key operation evicts.
+type evictions[K comparable, V any] struct {
+	one  eviction[K, V]
+	n    int
+	more []eviction[K, V]
+}
+
+type eviction[K comparable, V any] struct {
+	key    K
+	value  V
+	reason EvictReason
+}
+
+func (ev *evictions[K, V]) add(c *Cache[K, V], e *entry[K, V], r EvictReason) {
+	if c.onEvict == nil {
+		return
+	}
+	x := eviction[K, V]{e.key, e.value, r}
+	if ev.n == 0 {
+		ev.one = x
+	} else {
+		ev.more = append(ev.more, x)
+	}
+	ev.n++
+}
+
+func (c *Cache[K, V]) notify(ev *evictions[K, V]) {
+	if ev.n == 0 {
+		return
+	}
+	c.onEvict(ev.one.key, ev.one.value, ev.one.reason)
+	for _, x := range ev.more {
+		c.onEvict(x.key, x.value, x.reason)
+	}
+}
+
+var errNilContext = errors.New("cache: nil context")

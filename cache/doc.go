@@ -1,0 +1,79 @@
+// Package cache is a bounded, sharded in-process cache with TTL and
+// cache-through loading that is safe against stampedes, honours each
+// caller's context, and serves stale values while it revalidates.
+//
+//	c, err := cache.New(cache.Options[int64, User]{MaxEntries: 10_000, TTL: time.Minute,
+//		Jitter: 0.1, RefreshAfter: 45 * time.Second, NegativeTTL: time.Second})
+//	u, err := c.GetOrLoad(ctx, id, func(ctx context.Context, id int64) (User, error) {
+//		return db.User(ctx, id)
+//	})
+//
+// # Storage and eviction
+//
+// [New] takes an [Options] whose zero value is valid: [DefaultMaxEntries]
+// entries, no expiry. The cache is split into a power of two of shards
+// (16 per GOMAXPROCS, at most 1024, at least 64 entries each), chosen by
+// hashing the key with hash/maphash.Comparable and a per-cache seed. Each
+// shard has a sync.RWMutex, a Go map and a CLOCK ring of its entries.
+//
+// MaxEntries is split exactly across the shards, so [Cache.Len] never
+// exceeds it. Because keys hash unevenly, a shard may evict while others
+// still have room: a cache streamed with distinct keys holds exactly
+// MaxEntries, but one holding a fixed set of MaxEntries keys may have
+// evicted a few percent of them. Size MaxEntries with that in mind.
+//
+// Eviction is CLOCK, an approximation of LRU: a hit sets the entry's
+// reference bit with an atomic store under the read lock (and only when it
+// is clear), and the eviction sweep gives each referenced entry a second
+// chance. This engine is chosen over hashicorp/golang-lru's simplelru
+// because an exact LRU moves the entry to the front on every hit, which
+// needs the write lock: parallel readers of hot keys would serialise on it.
+// Here a hit takes a shared lock, writes nothing in the common case, never
+// allocates, and counts itself on the lock's own cache line. Expired
+// entries are evicted before any live one.
+//
+// # Expiry
+//
+// Expiry is lazy: an entry past its TTL is a miss, and is removed when a
+// lookup meets it or when the eviction sweep passes it. No goroutine runs
+// in the background. Options.Jitter shortens each entry's TTL by a random
+// fraction so that keys written together do not expire together;
+// [Cache.SetWithTTL] sets a TTL per entry. Time is read with time.Now, and
+// only for entries that have a TTL or a refresh time, so the package works
+// under testing/synctest.
+//
+// # Loading
+//
+// [Cache.GetOrLoad] runs one [Loader] call per key at a time however many
+// callers miss together. Each caller waits on its own context and returns
+// ctx.Err() the moment it ends; the load runs on a context detached from
+// the callers (context.WithoutCancel of the first one, so values such as
+// trace IDs pass through), bounded by Options.LoadTimeout, and cancelled
+// only when every waiter has given up, or by [Cache.Close]. A loader panic
+// becomes a *[PanicError] for every waiter. A Set, Delete or Purge during a
+// load wins: the load still answers its waiters but does not store.
+//
+// A loader error is returned, not cached, unless Options.NegativeTTL is set.
+// With Options.RefreshAfter, a hit older than that is returned at once and
+// reloaded in the background once per key (stale-while-revalidate); with
+// Options.StaleIfError, an expired value is served for that long if its
+// reload fails. A failed background reload keeps the old value and is
+// retried after NegativeTTL (or RefreshAfter when NegativeTTL is zero).
+//
+// [Cache.GetOrLoadMany] is the batch form: it loads every missing key with a
+// single [BulkLoader] call, sharing in-flight loads in both directions with
+// GetOrLoad.
+//
+// # Goroutines and Close
+//
+// Goroutines exist only while a load or refresh runs: at most one per key in
+// flight, so their number is bounded by the number of distinct keys being
+// missed at once. [Cache.Close] cancels them and waits for them to return.
+//
+// # Statistics
+//
+// [Cache.Stats] reports hits, misses, loads, load errors, coalesced waiters,
+// stale values served, refreshes, evictions and expirations. Hits and misses
+// are counted per shard and summed on demand, so counting does not make
+// parallel readers contend on one counter.
+package cache

@@ -1,0 +1,39 @@
+package cache
+
+import (
+	"errors"
+	"fmt"
+)
+
+// ErrClosed is returned by [Cache.GetOrLoad] and [Cache.GetOrLoadMany] when a
+// key has to be loaded after [Cache.Close]. Hits are still served.
+var ErrClosed = errors.New("cache: closed")
+
+// ErrNotFound is the error a waiter receives for a key that a [BulkLoader]
+// did not return. A [Loader] may return it too; like any loader error it is
+// cached only when Options.NegativeTTL is set.
+var ErrNotFound = errors.New("cache: not found")
+
+// PanicError is the error every waiter of a load receives when the loader
+// panicked. The panic is recovered in the goroutine that ran the loader, so a
+// panicking loader never crashes the process.
+type PanicError struct {
+	// Value is the value passed to panic.
+	Value any
+	// Stack is the loader goroutine's stack at the panic, from runtime/debug.Stack.
+	Stack []byte
+}
+
+// Error returns the panic value and the stack.
+func (e *PanicError) Error() string {
+	return fmt.Sprintf("cache: loader panicked: %v\n\n%s", e.Value, e.Stack)
+}
+
+// Unwrap returns the panic value when it is an error, so errors.Is and
+// errors.As see through a panic(err).
+func (e *PanicError) Unwrap() error {
+	if err, ok := e.Value.(error); ok {
+		return err
+	}
+	return nil
+}

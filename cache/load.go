@@ -1,0 +1,307 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"runtime/debug"
+	"sync"
+)
+
+// Loader loads the value for key from the source of truth. It runs on a
+// context detached from any single caller: it carries the values of the
+// caller that started the load, ends at Options.LoadTimeout, when every
+// waiter has given up, or at [Cache.Close], and should be honoured.
+type Loader[K comparable, V any] func(ctx context.Context, key K) (V, error)
+
+// BulkLoader loads many keys in one call, for [Cache.GetOrLoadMany]. It
+// returns the values it found; a key it leaves out is reported as not found.
+type BulkLoader[K comparable, V any] func(ctx context.Context, keys []K) (map[K]V, error)
+
+// errAbandoned is the cause of a load's cancellation when every waiter gave up.
+var errAbandoned = errors.New("cache: every waiter gave up")
+
+// flight is one loader call in progress, serving one key (Loader) or
+// several (BulkLoader). Its context is cancelled only when every waiter has
+// left, unless it is a background refresh, which no waiter owns.
+type flight struct {
+	mu         sync.Mutex
+	waiters    int
+	abandoned  bool
+	background bool
+	cancel     context.CancelCauseFunc
+	done       chan struct{} // closed once every call of the flight is settled
+}
+
+// join adds a waiter, or reports false when the flight was abandoned and
+// its result must not be awaited as if it were live.
+func (f *flight) join() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.abandoned {
+		return false
+	}
+	f.waiters++
+	return true
+}
+
+// leave drops a waiter that gave up; the last one out cancels the load.
+func (f *flight) leave() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.waiters--
+	if f.waiters == 0 && !f.background {
+		f.abandoned = true
+		f.cancel(errAbandoned)
+	}
+}
+
+// call is one key's share of a flight: its result, written before the
+// flight's done channel is closed.
+type call[V any] struct {
+	f       *flight
+	val     V
+	err     error
+	stale   bool // val is a stale value served because the load failed
+	dropped bool // Set, Delete or Purge ran meanwhile: do not store the result
+}
+
+// newFlight makes the context a load runs on: the values of ctx, none of its
+// cancellation, LoadTimeout, and cancellation by Close.
+func (c *Cache[K, V]) newFlight(ctx context.Context, waiters int, background bool) (*flight, context.Context, func()) {
+	lctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	stopClose := context.AfterFunc(c.closing, func() { cancel(ErrClosed) })
+	release := func() { stopClose(); cancel(nil) }
+	if c.loadTimeout > 0 {
+		var cancelTimeout context.CancelFunc
+		lctx, cancelTimeout = context.WithTimeout(lctx, c.loadTimeout)
+		release = func() { cancelTimeout(); stopClose(); cancel(nil) }
+	}
+	f := &flight{waiters: waiters, background: background, cancel: cancel, done: make(chan struct{})}
+	return f, lctx, release
+}
+
+// lookup classifies key's entry under s's read lock. It returns the value or
+// cached error on a hit, and whether the hit is due for a refresh.
+type hit uint8
+
+const (
+	miss hit = iota
+	fresh
+	refreshDue
+)
+
+func (c *Cache[K, V]) lookupLocked(s *shard[K, V], key K, t *int64) (e *entry[K, V], h hit) {
+	e = s.m[key]
+	if e == nil {
+		return nil, miss
+	}
+	if e.expires != 0 || e.refreshAt != 0 {
+		if *t == 0 {
+			*t = now()
+		}
+		if e.expires != 0 && *t >= e.expires {
+			return e, miss
+		}
+		if e.refreshAt != 0 && *t >= e.refreshAt {
+			return e, refreshDue
+		}
+	}
+	return e, fresh
+}
+
+// GetOrLoad returns key's value from the cache or, on a miss, from loader,
+// storing what it loads. However many callers miss key together, one loader
+// call runs; each caller waits on its own ctx and gets ctx.Err() as soon as
+// ctx ends, while the load goes on for the others and is cancelled only
+// when every caller has given up. A panic in loader becomes a *[PanicError]
+// for every waiter.
+//
+// A loader error is returned to every waiter and cached for NegativeTTL
+// when that is set; with StaleIfError, an expired value is returned instead
+// of the error. With RefreshAfter, a hit older than that is returned at once
+// and reloaded in the background, once per key, through loader.
+//
+// A nil ctx or loader is an error. A miss after Close is [ErrClosed].
+func (c *Cache[K, V]) GetOrLoad(ctx context.Context, key K, loader Loader[K, V]) (V, error) {
+	var zero V
+	if ctx == nil {
+		return zero, errNilContext
+	}
+	if loader == nil {
+		return zero, errors.New("cache: nil loader")
+	}
+	s := c.shardFor(key)
+	for {
+		var t int64
+		s.mu.RLock()
+		e, h := c.lookupLocked(s, key, &t)
+		if h != miss {
+			if e.ref.Load() == 0 {
+				e.ref.Store(1)
+			}
+			v, err := e.value, e.err
+			s.hits.Add(1)
+			s.mu.RUnlock()
+			if h == refreshDue && err == nil {
+				c.counters.staleServed.Add(1)
+				if e.refreshing.CompareAndSwap(false, true) {
+					c.refresh(ctx, s, key, e, loader)
+				}
+			}
+			return v, err
+		}
+		s.mu.RUnlock()
+
+		if err := ctx.Err(); err != nil {
+			s.misses.Add(1)
+			return zero, err
+		}
+		s.mu.Lock()
+		t = 0
+		_, h = c.lookupLocked(s, key, &t)
+		if h != miss { // filled while we waited for the lock
+			s.mu.Unlock()
+			continue
+		}
+		cl := s.calls[key]
+		if cl != nil {
+			if !cl.f.join() {
+				s.mu.Unlock()
+				// The load in flight was abandoned by its waiters; wait for
+				// it to return rather than run a second loader beside it.
+				select {
+				case <-cl.f.done:
+					continue
+				case <-ctx.Done():
+					s.misses.Add(1)
+					return zero, ctx.Err()
+				}
+			}
+			c.counters.coalesced.Add(1)
+		} else {
+			f, lctx, release := c.newFlight(ctx, 1, false)
+			cl = &call[V]{f: f}
+			err := c.goTracked(func() {
+				defer release()
+				v, err := callLoader(lctx, loader, key)
+				c.settle(s, key, cl, v, err, lctx)
+				c.countLoad(err)
+				close(f.done)
+			})
+			if err != nil {
+				release()
+				s.mu.Unlock()
+				s.misses.Add(1)
+				return zero, err
+			}
+			s.calls[key] = cl
+		}
+		s.misses.Add(1)
+		s.mu.Unlock()
+		return c.wait(ctx, cl)
+	}
+}
+
+// wait blocks until cl is settled or ctx ends.
+func (c *Cache[K, V]) wait(ctx context.Context, cl *call[V]) (V, error) {
+	select {
+	case <-cl.f.done:
+		if cl.stale {
+			c.counters.staleServed.Add(1)
+		}
+		return cl.val, cl.err
+	case <-ctx.Done():
+		cl.f.leave()
+		var zero V
+		return zero, ctx.Err()
+	}
+}
+
+// refresh starts a background reload of key unless a load is in flight.
+func (c *Cache[K, V]) refresh(ctx context.Context, s *shard[K, V], key K, e *entry[K, V], loader Loader[K, V]) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.calls[key] != nil || s.m[key] != e {
+		return // the load in flight or the newer entry resets the flag
+	}
+	f, lctx, release := c.newFlight(ctx, 0, true)
+	cl := &call[V]{f: f}
+	err := c.goTracked(func() {
+		defer release()
+		v, err := callLoader(lctx, loader, key)
+		c.settle(s, key, cl, v, err, lctx)
+		c.countLoad(err)
+		close(f.done)
+	})
+	if err != nil {
+		release()
+		e.refreshing.Store(false)
+		return
+	}
+	c.counters.refreshes.Add(1)
+	s.calls[key] = cl
+}
+
+// callLoader runs loader, turning a panic into a *PanicError.
+func callLoader[K comparable, V any](ctx context.Context, loader Loader[K, V], key K) (v V, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &PanicError{Value: r, Stack: debug.Stack()}
+		}
+	}()
+	return loader(ctx, key)
+}
+
+// settle records the outcome of key's load in cl and in the cache, under
+// s's lock. A value is stored unless Set, Delete or Purge ran meanwhile. On
+// an error, a value still fresh, or expired but within StaleIfError, is
+// kept and handed to the waiters; otherwise the error is cached for
+// NegativeTTL, unless the load was cancelled by the cache itself.
+func (c *Cache[K, V]) settle(s *shard[K, V], key K, cl *call[V], v V, err error, lctx context.Context) {
+	var ev evictions[K, V]
+	s.mu.Lock()
+	if s.calls[key] == cl {
+		delete(s.calls, key)
+	}
+	t := now()
+	switch {
+	case err == nil:
+		cl.val = v
+		if !cl.dropped {
+			c.store(s, key, v, nil, c.ttl, t, &ev)
+		}
+	default:
+		cl.err = err
+		e := s.m[key]
+		if e != nil && e.err == nil && !cl.dropped && (e.keepUntil == 0 || t < e.keepUntil) {
+			// Keep serving the old value; try again after NegativeTTL, or
+			// RefreshAfter when no NegativeTTL is set.
+			cl.val, cl.err = e.value, nil
+			cl.stale = e.expires != 0 && t >= e.expires
+			if c.refreshAfter > 0 {
+				retry := c.refreshAfter
+				if c.negativeTTL > 0 {
+					retry = c.negativeTTL
+				}
+				e.refreshAt = t + retry
+			}
+			e.refreshing.Store(false)
+			break
+		}
+		cause := context.Cause(lctx)
+		cancelledHere := cause == errAbandoned || cause == ErrClosed
+		if c.negativeTTL > 0 && !cl.dropped && !cancelledHere {
+			c.store(s, key, v, err, c.negativeTTL, t, &ev)
+		}
+	}
+	s.mu.Unlock()
+	c.notify(&ev)
+}
+
+// countLoad counts one loader call and its failure.
+func (c *Cache[K, V]) countLoad(err error) {
+	c.counters.loads.Add(1)
+	if err != nil {
+		c.counters.loadErrors.Add(1)
+	}
+}
