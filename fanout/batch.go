@@ -29,8 +29,8 @@ type item[R any] struct {
 // batch runs fn over items with a fixed set of workers, each pulling the
 // next index from an atomic counter and writing the outcome straight into a
 // preallocated slice. The hot path (no Timeout, no Rate) allocates nothing
-// per item and takes no lock: a claim, a non-blocking look at the run's done
-// channel, the call, a store. Locks are taken only on failure.
+// per item and takes no lock: a claim, an atomic look at whether the run's
+// context has ended, the call, a store. Locks are taken only on failure.
 type batch[T, R any] struct {
 	// next is the next index to claim. It is the one word every worker
 	// writes, so it sits on a cache line of its own.
@@ -44,7 +44,6 @@ type batch[T, R any] struct {
 	parent   context.Context
 	ctx      context.Context // parent plus the run's own cancellation
 	cancel   context.CancelCauseFunc
-	done     <-chan struct{}
 	timeout  time.Duration
 	limiter  *rate.Limiter
 	failFast bool
@@ -76,7 +75,6 @@ func newBatch[T, R any](ctx context.Context, m mode, items []T, fn func(context.
 		failFast: c.failFast,
 	}
 	b.ctx, b.cancel = context.WithCancelCause(ctx)
-	b.done = b.ctx.Done()
 	return b
 }
 
@@ -122,6 +120,37 @@ func (b *batch[T, R]) loop() (finished bool) {
 		b.wg.Go(b.work)
 	}()
 	n := int64(len(b.items))
+	if b.timeout == 0 && b.limiter == nil && b.mode != modeStream {
+		// The hot path, with the fields the loop reads held in locals.
+		ctx, items, fn, out, res := b.ctx, b.items, b.fn, b.out, b.res
+		for {
+			k := b.next.Add(1) - 1
+			if k >= n {
+				return true
+			}
+			i = int(k)
+			if ctx.Err() != nil {
+				if !b.skip(i, b.stopReason()) {
+					return true
+				}
+				continue
+			}
+			v, err := fn(ctx, items[i])
+			switch {
+			case res != nil:
+				// res starts zeroed: leaving a nil Err unwritten spares the
+				// GC write barrier on the common path.
+				res[i].Value = v
+				if err != nil {
+					res[i].Err = err
+				}
+			case err != nil:
+				b.fail(i, err)
+			default:
+				out[i] = v
+			}
+		}
+	}
 	for {
 		k := b.next.Add(1) - 1
 		if k >= n {
@@ -159,10 +188,10 @@ func (b *batch[T, R]) loop() (finished bool) {
 // admit reports whether a claimed item may start: nil when it may, or the
 // error its result should carry when it never will.
 func (b *batch[T, R]) admit() error {
-	select {
-	case <-b.done:
+	// Err is an atomic load on the run's cancelCtx, cheaper than polling
+	// the done channel, and exact: cancel sets it before it returns.
+	if b.ctx.Err() != nil {
 		return b.stopReason()
-	default:
 	}
 	if b.limiter == nil {
 		return nil
