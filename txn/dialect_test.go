@@ -3,6 +3,7 @@ package txn_test
 import (
 	"context"
 	"database/sql"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -123,4 +124,34 @@ func (d dialect) ids(t *testing.T, db *sql.DB) []int {
 	}
 	require.NoError(t, rows.Err())
 	return ids
+}
+
+// openSQLiteImmediate is testenv.SQLite with modernc's _txlock=immediate, so
+// that every read-write transaction takes SQLite's single write lock at
+// BEGIN, waiting for it under busy_timeout. Without it, a transaction that
+// reads and then writes gets SQLITE_BUSY at once when another holds the
+// lock (SQLite does not wait there, as waiting could deadlock), and with 20
+// writers some transactions lose every retry.
+func openSQLiteImmediate(tb testing.TB) *sql.DB {
+	tb.Helper()
+	path := filepath.Join(tb.TempDir(), "immediate.db")
+	db, err := sql.Open("sqlite", "file:"+path+"?_txlock=immediate&_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)")
+	require.NoError(tb, err)
+	tb.Cleanup(func() { _ = db.Close() })
+	require.NoError(tb, db.PingContext(context.Background()))
+	return db
+}
+
+// transferDialects are the dialects with the locking a read-then-write
+// transaction needs on each database: serializable isolation on Postgres,
+// SELECT … FOR UPDATE on MariaDB, and BEGIN IMMEDIATE on SQLite.
+func transferDialects() []dialect {
+	ds := dialects()
+	for i := range ds {
+		if ds[i].name == "sqlite" {
+			ds[i].name = "sqlite-immediate"
+			ds[i].open = openSQLiteImmediate
+		}
+	}
+	return ds
 }

@@ -39,7 +39,7 @@ func TestTransferInvariant(t *testing.T) {
 		workers  = 20
 	)
 	total := transferSize()
-	for _, d := range dialects() {
+	for _, d := range transferDialects() {
 		t.Run(d.name, func(t *testing.T) {
 			db := d.open(t)
 			ctx := context.Background()
