@@ -1,0 +1,47 @@
+// Package rediscache puts Redis behind an in-process [cache.Cache], as a
+// second tier shared by every instance of a service.
+//
+//	users, err := rediscache.New(ctx, rediscache.Options[int64, User]{
+//		Client: rdb, Namespace: "myapp:users:", TTL: 10 * time.Minute, Jitter: 0.1,
+//		Local:  cache.Options[string, User]{MaxEntries: 10_000, TTL: 30 * time.Second},
+//		Invalidate: true, LockTTL: 5 * time.Second,
+//	})
+//	u, err := users.GetOrLoad(ctx, id, loadUser)
+//
+// # Lookups
+//
+// [Cache.GetOrLoad] looks in the local tier, then in Redis, then calls the
+// loader; a value from Redis is kept locally, and a value from the loader is
+// written to both tiers. Each tier applies its own TTL and jitter
+// (Options.Local.TTL and Jitter locally, Options.TTL and Options.Jitter in
+// Redis). Values are encoded by a [Codec], [JSON] by default. Keys become
+// strings through Options.Key and live in Redis as Namespace+"v:"+key.
+//
+// # Redis failures
+//
+// Redis is an optimisation, never a dependency of a read: when a Redis call
+// or a decode fails, the error is counted in [Stats].Errors, passed to
+// Options.OnError, and the lookup goes on to the loader. Writes
+// ([Cache.Set], [Cache.Delete]) do return their Redis errors.
+//
+// # Invalidation
+//
+// With Options.Invalidate, [Cache.Set] and [Cache.Delete] publish the key
+// on the channel Namespace+"invalidate", and each instance runs one
+// subscriber goroutine that drops its local copy, typically within a
+// millisecond or two. Pub/sub delivers at most once: a message lost while
+// an instance is disconnected leaves its local copy until the local TTL, so
+// Options.Local.TTL bounds staleness. [Cache.Close] stops the subscriber.
+//
+// # Cross-instance single flight
+//
+// Within an instance, concurrent misses of a key share one lookup. With
+// Options.LockTTL, instances also share it: the first to miss in Redis
+// takes a lock (SET NX PX with a random owner token) and loads; the others
+// poll Redis for the value with doubling waits (Options.LockPoll up to
+// Options.LockPollMax) until it appears, the lock is released or expires,
+// or their context ends. The owner releases the lock with a Lua
+// compare-and-delete, so an owner whose lock expired never releases the
+// next owner's. A Redis error while locking makes the instance load on its
+// own.
+package rediscache

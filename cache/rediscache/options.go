@@ -1,0 +1,110 @@
+package rediscache
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/asynckit/asynckit/cache"
+)
+
+// Default values of [Options].
+const (
+	DefaultLockPoll    = 5 * time.Millisecond
+	DefaultLockPollMax = 100 * time.Millisecond
+)
+
+// Options configures a [Cache].
+type Options[K comparable, V any] struct {
+	// Client is the Redis client, shared with the rest of the program;
+	// Close does not close it. Required.
+	Client redis.UniversalClient
+	// Namespace prefixes every Redis key and the invalidation channel, so
+	// that several caches share one Redis. Required.
+	Namespace string
+	// Local configures the in-process tier (see [cache.Options]); its
+	// TTL bounds how stale a local copy can be when an invalidation is
+	// lost. Defaults to the zero cache.Options.
+	Local cache.Options[string, V]
+	// TTL is the lifetime of a value in Redis. Required: every value
+	// written to Redis expires.
+	TTL time.Duration
+	// Jitter, in [0, 1), shortens each Redis TTL by a random fraction of up
+	// to Jitter. Use Local.Jitter for the local tier. Defaults to 0.
+	Jitter float64
+	// Key turns a key into the string used in Redis and in invalidation
+	// messages. It must be injective. Defaults to the string itself for
+	// string keys, decimal for integers, and fmt.Sprint otherwise.
+	Key func(K) string
+	// Codec encodes values for Redis. Defaults to [JSON].
+	Codec Codec[V]
+	// Invalidate, when true, makes Set and Delete publish the key on the
+	// Redis channel Namespace+"invalidate", and runs one subscriber
+	// goroutine (stopped by Close) that drops the local copies of keys
+	// published by any instance. Defaults to false.
+	Invalidate bool
+	// OnInvalidate, when set, is called by the subscriber after it drops a
+	// key published by another instance. It must not block. Defaults to nil.
+	OnInvalidate func(key string)
+	// LockTTL, when positive, turns on cross-instance single flight: before
+	// loading a key missing from Redis, an instance takes a Redis lock
+	// (SET NX PX LockTTL with an owner token); the others poll Redis for the
+	// value until the lock is released or expires. It should exceed the
+	// longest load, or a second instance may load too. Defaults to 0 (off).
+	LockTTL time.Duration
+	// LockPoll and LockPollMax bound the waits between polls of an
+	// instance waiting for another's load; the wait doubles from LockPoll up
+	// to LockPollMax. Default to [DefaultLockPoll] and [DefaultLockPollMax].
+	LockPoll, LockPollMax time.Duration
+	// OnError, when set, is called with every Redis or codec error that the
+	// cache handles by falling back (op is "get", "set", "del", "publish",
+	// "lock", "unlock", "subscribe", "encode" or "decode"). Such errors are
+	// counted in Stats either way. It must not block. Defaults to nil.
+	OnError func(op string, err error)
+}
+
+func (o *Options[K, V]) validate() error {
+	switch {
+	case o.Client == nil:
+		return errors.New("rediscache: Client is required")
+	case o.Namespace == "":
+		return errors.New("rediscache: Namespace is required")
+	case o.TTL <= 0:
+		return errors.New("rediscache: TTL must be positive")
+	case o.Jitter < 0 || o.Jitter >= 1 || o.Jitter != o.Jitter:
+		return errors.New("rediscache: Jitter must be in [0, 1)")
+	case o.LockTTL < 0:
+		return errors.New("rediscache: LockTTL must not be negative")
+	case o.LockPoll < 0 || o.LockPollMax < 0:
+		return errors.New("rediscache: LockPoll and LockPollMax must not be negative")
+	case o.LockPoll > 0 && o.LockPollMax > 0 && o.LockPoll > o.LockPollMax:
+		return errors.New("rediscache: LockPoll must not exceed LockPollMax")
+	}
+	return nil
+}
+
+// defaultKey formats common key types without reflection.
+func defaultKey[K comparable](k K) string {
+	switch v := any(k).(type) {
+	case string:
+		return v
+	case int:
+		return strconv.Itoa(v)
+	case int64:
+		return strconv.FormatInt(v, 10)
+	case int32:
+		return strconv.FormatInt(int64(v), 10)
+	case uint64:
+		return strconv.FormatUint(v, 10)
+	case uint32:
+		return strconv.FormatUint(uint64(v), 10)
+	case uint:
+		return strconv.FormatUint(uint64(v), 10)
+	case fmt.Stringer:
+		return v.String()
+	}
+	return fmt.Sprint(k)
+}

@@ -1,0 +1,395 @@
+package rediscache
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/asynckit/asynckit/cache"
+)
+
+// unlockTimeout bounds the release of a lock, which runs even when the
+// load's own context has ended.
+const unlockTimeout = time.Second
+
+// unlockScript deletes the lock only if this owner still holds it, so an
+// instance whose lock expired never releases the next owner's.
+var unlockScript = redis.NewScript(`
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+	return redis.call("DEL", KEYS[1])
+end
+return 0`)
+
+// Cache is a two-tier cache: an in-process [cache.Cache] in front of Redis,
+// shared by every instance that uses the same Namespace. Create one with
+// [New]. All methods are safe for concurrent use.
+type Cache[K comparable, V any] struct {
+	client       redis.UniversalClient
+	ns           string
+	local        *cache.Cache[string, V]
+	ttl          time.Duration
+	jitter       float64
+	key          func(K) string
+	codec        Codec[V]
+	invalidate   bool
+	onInvalidate func(string)
+	lockTTL      time.Duration
+	poll         time.Duration
+	pollMax      time.Duration
+	onError      func(string, error)
+	id           string // this instance, to skip its own invalidations
+
+	pubsub    *redis.PubSub
+	done      chan struct{} // closed when the subscriber has returned
+	closeOnce sync.Once
+	closeErr  error
+
+	redisHits, redisMisses, errs, loads, lockWaits, invalidations atomic.Uint64
+}
+
+// Stats is a snapshot of a [Cache]'s counters.
+type Stats struct {
+	// Local is the in-process tier's statistics. Its Loads count lookups
+	// that went past the local tier (to Redis, then maybe to the loader).
+	Local cache.Stats
+	// RedisHits and RedisMisses count lookups answered, or not, by Redis.
+	RedisHits, RedisMisses uint64
+	// Errors counts Redis and codec errors, each also passed to OnError.
+	Errors uint64
+	// Loads counts calls of the caller's loader.
+	Loads uint64
+	// LockWaits counts loads that waited for another instance's load.
+	LockWaits uint64
+	// Invalidations counts keys dropped locally on another instance's
+	// message.
+	Invalidations uint64
+}
+
+// New returns a two-tier cache. With Options.Invalidate it subscribes to
+// the invalidation channel before returning, so no message published after
+// New returns is missed, and starts the subscriber goroutine that Close
+// stops; ctx bounds that subscription. Invalid options are an error.
+func New[K comparable, V any](ctx context.Context, opts Options[K, V]) (*Cache[K, V], error) {
+	if ctx == nil {
+		return nil, errors.New("rediscache: nil context")
+	}
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	local, err := cache.New(opts.Local)
+	if err != nil {
+		return nil, fmt.Errorf("rediscache: Local: %w", err)
+	}
+	c := &Cache[K, V]{
+		client:       opts.Client,
+		ns:           opts.Namespace,
+		local:        local,
+		ttl:          opts.TTL,
+		jitter:       opts.Jitter,
+		key:          opts.Key,
+		codec:        opts.Codec,
+		invalidate:   opts.Invalidate,
+		onInvalidate: opts.OnInvalidate,
+		lockTTL:      opts.LockTTL,
+		poll:         opts.LockPoll,
+		pollMax:      opts.LockPollMax,
+		onError:      opts.OnError,
+		id:           token(),
+	}
+	if c.key == nil {
+		c.key = defaultKey[K]
+	}
+	if c.codec == nil {
+		c.codec = JSON[V]{}
+	}
+	if c.poll == 0 {
+		c.poll = DefaultLockPoll
+	}
+	if c.pollMax == 0 {
+		c.pollMax = max(DefaultLockPollMax, c.poll)
+	}
+	if c.invalidate {
+		ps := c.client.Subscribe(ctx, c.channel())
+		if _, err := ps.Receive(ctx); err != nil {
+			_ = ps.Close()
+			local.Close()
+			return nil, fmt.Errorf("rediscache: subscribe to %s: %w", c.channel(), err)
+		}
+		c.pubsub = ps
+		c.done = make(chan struct{})
+		go c.subscribe(ps.Channel())
+	}
+	return c, nil
+}
+
+func (c *Cache[K, V]) valueKey(skey string) string { return c.ns + "v:" + skey }
+func (c *Cache[K, V]) lockKey(skey string) string  { return c.ns + "l:" + skey }
+func (c *Cache[K, V]) channel() string             { return c.ns + "invalidate" }
+
+// GetOrLoad returns key's value from the local tier, else from Redis, else
+// from loader, writing what it loads to both tiers. Concurrent misses of a
+// key in this instance share one lookup (see [cache.Cache.GetOrLoad] for
+// the context and panic rules); with Options.LockTTL, misses across
+// instances share one loader call. A Redis error is counted and reported to
+// OnError, and the lookup goes on to the loader: it never fails a read the
+// loader can serve. A nil ctx or loader is an error.
+func (c *Cache[K, V]) GetOrLoad(ctx context.Context, key K, loader cache.Loader[K, V]) (V, error) {
+	if loader == nil {
+		var zero V
+		return zero, errors.New("rediscache: nil loader")
+	}
+	skey := c.key(key)
+	return c.local.GetOrLoad(ctx, skey, func(ctx context.Context, skey string) (V, error) {
+		v, found, err := c.fromRedis(ctx, skey)
+		if found {
+			return v, nil
+		}
+		if err == nil && c.lockTTL > 0 {
+			return c.loadLocked(ctx, key, skey, loader)
+		}
+		return c.loadAndStore(ctx, key, skey, loader)
+	})
+}
+
+// Get returns key's value from the local tier or Redis, without loading.
+// A value found in Redis is kept locally. A Redis error is returned (and
+// counted); a missing key is (zero, false, nil). A nil ctx is an error.
+func (c *Cache[K, V]) Get(ctx context.Context, key K) (V, bool, error) {
+	var zero V
+	if ctx == nil {
+		return zero, false, errors.New("rediscache: nil context")
+	}
+	skey := c.key(key)
+	if v, ok := c.local.Get(skey); ok {
+		return v, true, nil
+	}
+	v, found, err := c.fromRedis(ctx, skey)
+	if found {
+		c.local.Set(skey, v)
+	}
+	return v, found, err
+}
+
+// Set writes value to Redis and to the local tier, and with
+// Options.Invalidate tells the other instances to drop their copies. If the
+// Redis write fails, the local copy is dropped too and the error returned.
+func (c *Cache[K, V]) Set(ctx context.Context, key K, value V) error {
+	if ctx == nil {
+		return errors.New("rediscache: nil context")
+	}
+	skey := c.key(key)
+	if err := c.toRedis(ctx, skey, value); err != nil {
+		c.local.Delete(skey)
+		return err
+	}
+	c.local.Set(skey, value)
+	return c.publish(ctx, skey)
+}
+
+// Delete removes key from Redis and from the local tier, and with
+// Options.Invalidate from the local tier of every other instance, typically
+// within milliseconds. It returns the first Redis error, after trying both
+// the delete and the broadcast.
+func (c *Cache[K, V]) Delete(ctx context.Context, key K) error {
+	if ctx == nil {
+		return errors.New("rediscache: nil context")
+	}
+	skey := c.key(key)
+	c.local.Delete(skey)
+	var first error
+	if err := c.client.Del(ctx, c.valueKey(skey)).Err(); err != nil {
+		first = c.fail("del", err)
+	}
+	if err := c.publish(ctx, skey); err != nil && first == nil {
+		first = err
+	}
+	return first
+}
+
+// Stats returns the counters of both tiers.
+func (c *Cache[K, V]) Stats() Stats {
+	return Stats{
+		Local:         c.local.Stats(),
+		RedisHits:     c.redisHits.Load(),
+		RedisMisses:   c.redisMisses.Load(),
+		Errors:        c.errs.Load(),
+		Loads:         c.loads.Load(),
+		LockWaits:     c.lockWaits.Load(),
+		Invalidations: c.invalidations.Load(),
+	}
+}
+
+// Close stops the subscriber and the local tier's loads and waits for
+// them. It does not close the Redis client. It is idempotent; later calls
+// return the first call's result.
+func (c *Cache[K, V]) Close() error {
+	c.closeOnce.Do(func() {
+		if c.pubsub != nil {
+			c.closeErr = c.pubsub.Close()
+			<-c.done
+		}
+		c.local.Close()
+	})
+	return c.closeErr
+}
+
+// fromRedis reads skey from Redis. found is false on a miss and on any
+// error; err is the Redis or codec error, already counted.
+func (c *Cache[K, V]) fromRedis(ctx context.Context, skey string) (v V, found bool, err error) {
+	b, err := c.client.Get(ctx, c.valueKey(skey)).Bytes()
+	switch {
+	case errors.Is(err, redis.Nil):
+		c.redisMisses.Add(1)
+		return v, false, nil
+	case err != nil:
+		return v, false, c.fail("get", err)
+	}
+	v, err = c.codec.Unmarshal(b)
+	if err != nil {
+		return v, false, c.fail("decode", err)
+	}
+	c.redisHits.Add(1)
+	return v, true, nil
+}
+
+// toRedis writes v under skey with the jittered TTL.
+func (c *Cache[K, V]) toRedis(ctx context.Context, skey string, v V) error {
+	b, err := c.codec.Marshal(v)
+	if err != nil {
+		return c.fail("encode", err)
+	}
+	ttl := c.ttl
+	if c.jitter > 0 {
+		ttl -= time.Duration(rand.Float64() * c.jitter * float64(ttl))
+	}
+	if err := c.client.Set(ctx, c.valueKey(skey), b, max(ttl, time.Millisecond)).Err(); err != nil {
+		return c.fail("set", err)
+	}
+	return nil
+}
+
+// loadAndStore calls loader and writes its value to Redis; a failed write
+// is counted but the value is still returned.
+func (c *Cache[K, V]) loadAndStore(ctx context.Context, key K, skey string, loader cache.Loader[K, V]) (V, error) {
+	c.loads.Add(1)
+	v, err := loader(ctx, key)
+	if err != nil {
+		return v, err
+	}
+	_ = c.toRedis(ctx, skey, v)
+	return v, nil
+}
+
+// loadLocked loads skey under a Redis lock so that one instance loads it
+// while the others poll Redis for the value with growing waits. A Redis
+// error while locking or polling makes this instance load on its own.
+func (c *Cache[K, V]) loadLocked(ctx context.Context, key K, skey string, loader cache.Loader[K, V]) (V, error) {
+	var zero V
+	owner, lkey := token(), c.lockKey(skey)
+	wait := c.poll
+	waited := false
+	var timer *time.Timer
+	for {
+		ok, err := c.client.SetNX(ctx, lkey, owner, c.lockTTL).Result()
+		if err != nil {
+			_ = c.fail("lock", err)
+			return c.loadAndStore(ctx, key, skey, loader)
+		}
+		if ok {
+			defer c.unlock(ctx, lkey, owner)
+			// The previous owner may have stored the value just before
+			// releasing the lock that we now hold.
+			if waited {
+				if v, found, _ := c.fromRedis(ctx, skey); found {
+					return v, nil
+				}
+			}
+			return c.loadAndStore(ctx, key, skey, loader)
+		}
+		if !waited {
+			waited = true
+			c.lockWaits.Add(1)
+		}
+		if timer == nil {
+			timer = time.NewTimer(wait)
+			defer timer.Stop()
+		} else {
+			timer.Reset(wait)
+		}
+		select {
+		case <-ctx.Done():
+			return zero, ctx.Err()
+		case <-timer.C:
+		}
+		wait = min(wait*2, c.pollMax)
+		v, found, err := c.fromRedis(ctx, skey)
+		if found {
+			return v, nil
+		}
+		if err != nil {
+			return c.loadAndStore(ctx, key, skey, loader)
+		}
+	}
+}
+
+// unlock releases lkey if owner still holds it, even when ctx has ended.
+func (c *Cache[K, V]) unlock(ctx context.Context, lkey, owner string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), unlockTimeout)
+	defer cancel()
+	if err := unlockScript.Run(ctx, c.client, []string{lkey}, owner).Err(); err != nil {
+		_ = c.fail("unlock", err)
+	}
+}
+
+// publish broadcasts skey's invalidation when Options.Invalidate is on.
+func (c *Cache[K, V]) publish(ctx context.Context, skey string) error {
+	if !c.invalidate {
+		return nil
+	}
+	if err := c.client.Publish(ctx, c.channel(), c.id+" "+skey).Err(); err != nil {
+		return c.fail("publish", err)
+	}
+	return nil
+}
+
+// subscribe drops the local copy of every key another instance publishes,
+// until Close closes the subscription and with it ch.
+func (c *Cache[K, V]) subscribe(ch <-chan *redis.Message) {
+	defer close(c.done)
+	for m := range ch {
+		from, skey, ok := strings.Cut(m.Payload, " ")
+		if !ok || from == c.id {
+			continue
+		}
+		c.local.Delete(skey)
+		c.invalidations.Add(1)
+		if c.onInvalidate != nil {
+			c.onInvalidate(skey)
+		}
+	}
+}
+
+// fail counts err, reports it to OnError, and returns it wrapped with op.
+func (c *Cache[K, V]) fail(op string, err error) error {
+	c.errs.Add(1)
+	if c.onError != nil {
+		c.onError(op, err)
+	}
+	return fmt.Errorf("rediscache: %s: %w", op, err)
+}
+
+// token returns 16 random bytes in hex: a lock owner or an instance ID.
+func token() string {
+	var b [16]byte
+	_, _ = crand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
