@@ -52,6 +52,7 @@ type MemoryStore struct {
 	dead     int        // deleted entries in order
 	finished deque      // finished tasks in the order they finished
 	waiters  []*waiter
+	spare    []*waiter // reused by Claim; a store's channels stay its own
 	counts   [StatusCanceled + 1]int
 	seq      uint64
 }
@@ -71,8 +72,6 @@ type waiter struct {
 	kinds    []string
 	signaled bool
 }
-
-var waiterPool = sync.Pool{New: func() any { return &waiter{ch: make(chan struct{}, 1)} }}
 
 // NewMemoryStore returns an empty in-memory store. A negative or too large
 // QueueSize is an error.
@@ -124,8 +123,8 @@ func (s *MemoryStore) setStatus(mt *memTask, st Status) {
 }
 
 // Insert implements Store.
-func (s *MemoryStore) Insert(ctx context.Context, t *Task) (Info, bool, error) {
-	if t == nil || t.ID == "" || t.Kind == "" || t.MaxAttempts < 1 {
+func (s *MemoryStore) Insert(ctx context.Context, t Task) (Info, bool, error) {
+	if t.ID == "" || t.Kind == "" || t.MaxAttempts < 1 {
 		return Info{}, false, errors.New("taskqueue: Insert needs a task with ID, Kind and MaxAttempts")
 	}
 	if err := ctx.Err(); err != nil {
@@ -146,7 +145,7 @@ func (s *MemoryStore) Insert(ctx context.Context, t *Task) (Info, bool, error) {
 	}
 	n := now()
 	s.seq++
-	mt := &memTask{Task: *t, seq: s.seq, index: -1}
+	mt := &memTask{Task: t, seq: s.seq, index: -1}
 	mt.Status = StatusPending
 	mt.Attempt = 0
 	mt.CreatedAt = n
@@ -241,9 +240,9 @@ func (s *MemoryStore) popReady(kinds []string) *memTask {
 
 // Claim implements Store. Waiting costs no goroutine: the caller blocks on
 // a channel until an Insert, Retry, Release or due time hands it work.
-func (s *MemoryStore) Claim(ctx context.Context, kinds []string) (*Task, error) {
+func (s *MemoryStore) Claim(ctx context.Context, kinds []string) (Task, error) {
 	if kinds != nil && len(kinds) == 0 {
-		return nil, errors.New("taskqueue: Claim needs at least one kind, or nil for any")
+		return Task{}, errors.New("taskqueue: Claim needs at least one kind, or nil for any")
 	}
 	var (
 		w     *waiter
@@ -254,7 +253,9 @@ func (s *MemoryStore) Claim(ctx context.Context, kinds []string) (*Task, error) 
 			timer.Stop()
 		}
 		if w != nil {
-			waiterPool.Put(w)
+			s.mu.Lock()
+			s.spare = append(s.spare, w)
+			s.mu.Unlock()
 		}
 	}()
 	for {
@@ -262,7 +263,7 @@ func (s *MemoryStore) Claim(ctx context.Context, kinds []string) (*Task, error) 
 		if err := ctx.Err(); err != nil {
 			s.handOn()
 			s.mu.Unlock()
-			return nil, err
+			return Task{}, err
 		}
 		n := now()
 		s.promote(n)
@@ -273,14 +274,18 @@ func (s *MemoryStore) Claim(ctx context.Context, kinds []string) (*Task, error) 
 			t := mt.Task
 			s.handOn()
 			s.mu.Unlock()
-			return &t, nil
+			return t, nil
 		}
 		var wait time.Duration = -1
 		if len(s.delayed) > 0 {
 			wait = s.delayed[0].RunAt.Sub(n)
 		}
 		if w == nil {
-			w = waiterPool.Get().(*waiter)
+			if k := len(s.spare); k > 0 {
+				w, s.spare = s.spare[k-1], s.spare[:k-1]
+			} else {
+				w = &waiter{ch: make(chan struct{}, 1)}
+			}
 		}
 		w.kinds, w.signaled = kinds, false
 		s.waiters = append(s.waiters, w)
@@ -382,6 +387,7 @@ func (s *MemoryStore) Finish(ctx context.Context, id string, attempt int, o Outc
 func (s *MemoryStore) finish(mt *memTask, o Outcome, n time.Time) {
 	s.setStatus(mt, o.Status)
 	mt.Result, mt.Error, mt.FinishedAt = o.Result, o.Error, n
+	mt.Payload = nil // no longer needed, and finished tasks are kept a while
 	if mt.UniqueKey != "" && s.unique[mt.UniqueKey] == mt {
 		delete(s.unique, mt.UniqueKey)
 	}

@@ -29,7 +29,7 @@ type Runner struct {
 	state  runnerState
 
 	mu            sync.Mutex // guards slots and cancelPending
-	slots         []*runSlot
+	slots         []runSlot
 	cancelPending map[string]int // id → attempt, cancels that beat their worker's registration
 
 	stopClaims  context.CancelFunc
@@ -158,7 +158,7 @@ func (r *Runner) Start(ctx context.Context) error {
 	all, stopAll := context.WithCancelCause(ctx)
 	claims, stopClaims := context.WithCancel(all)
 	r.stopAll, r.stopClaims = stopAll, stopClaims
-	r.slots = make([]*runSlot, r.opts.Workers)
+	r.slots = make([]runSlot, r.opts.Workers)
 	r.wg.Add(r.opts.Workers + 1)
 	for i := range r.opts.Workers {
 		go r.work(i, claims, all)
@@ -214,7 +214,7 @@ func (r *Runner) Submit(ctx context.Context, kind string, payload any, opts ...S
 	if len(raw) > r.opts.MaxPayloadBytes {
 		return Info{}, fmt.Errorf("taskqueue: payload of %d bytes exceeds MaxPayloadBytes %d", len(raw), r.opts.MaxPayloadBytes)
 	}
-	t := &Task{
+	t := Task{
 		Info: Info{
 			ID:          newID(),
 			Kind:        kind,
@@ -329,7 +329,7 @@ func (r *Runner) cancelLocal(id string, attempt int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, s := range r.slots {
-		if s != nil && s.id == id && s.attempt == attempt {
+		if s.cancel != nil && s.id == id && s.attempt == attempt {
 			s.cancel(ErrCanceled)
 			return
 		}

@@ -23,13 +23,13 @@ type Store interface {
 	// pending or running task holds that key, Insert stores nothing and
 	// returns that task with inserted false. A store that is full returns
 	// ErrQueueFull.
-	Insert(ctx context.Context, t *Task) (info Info, inserted bool, err error)
+	Insert(ctx context.Context, t Task) (info Info, inserted bool, err error)
 
 	// Claim waits until a pending task of one of kinds is due, marks it
 	// running (Attempt one higher, StartedAt now), and returns it. Tasks
 	// that are due are claimed oldest RunAt first. It returns ctx's error
 	// when ctx ends first.
-	Claim(ctx context.Context, kinds []string) (*Task, error)
+	Claim(ctx context.Context, kinds []string) (Task, error)
 
 	// Heartbeat renews the lease of a running attempt and reports whether
 	// the task's cancellation was requested with Cancel.

@@ -37,7 +37,7 @@ func (r *Runner) work(i int, claims, all context.Context) {
 			}
 			continue
 		}
-		r.run(i, t, wctx, all)
+		r.run(i, &t, wctx, all)
 	}
 }
 
@@ -63,9 +63,8 @@ func (r *Runner) run(i int, t *Task, wctx, all context.Context) {
 		defer stop()
 	}
 	job := &Job{r: r, id: t.ID, kind: t.Kind, attempt: t.Attempt, maxAttempts: t.MaxAttempts, progress: t.Progress}
-	slot := &runSlot{id: t.ID, attempt: t.Attempt, cancel: cancel}
 	r.mu.Lock()
-	r.slots[i] = slot
+	r.slots[i] = runSlot{id: t.ID, attempt: t.Attempt, cancel: cancel}
 	if len(r.cancelPending) > 0 {
 		if a, ok := r.cancelPending[t.ID]; ok && a == t.Attempt {
 			delete(r.cancelPending, t.ID)
@@ -93,7 +92,7 @@ func (r *Runner) run(i int, t *Task, wctx, all context.Context) {
 
 	info, serr := r.record(t, ctx, all, res, err)
 	r.mu.Lock()
-	r.slots[i] = nil
+	r.slots[i] = runSlot{}
 	delete(r.cancelPending, t.ID)
 	r.mu.Unlock()
 	switch {

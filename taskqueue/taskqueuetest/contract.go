@@ -1,0 +1,230 @@
+package taskqueuetest
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/asynckit/asynckit/taskqueue"
+)
+
+func init() {
+	register(
+		behaviour{"store: Claim blocks until a task of its kinds is due", storeClaimWaits},
+		behaviour{"store: updates from a stale attempt are ErrLeaseLost", storeStaleAttempt},
+		behaviour{"store: Release refunds the attempt, Retry schedules it", storeReleaseRetry},
+		behaviour{"store: a cancel request wins over the attempt's outcome", storeCancelRequest},
+		behaviour{"store: DeleteFinishedBefore deletes only tasks finished before the cutoff", storeDelete},
+	)
+}
+
+// idle makes a Runner that is never started, to fill a store through
+// Submit and drive it directly.
+func idle(t *testing.T, newStore func(*testing.T) taskqueue.Store) *bundle {
+	return newBundle(t, newStore, taskqueue.Options{MaxAttempts: 5}, func(r *taskqueue.Runner) {
+		handle(t, r, "a", double)
+		handle(t, r, "b", double)
+	})
+}
+
+func claim(t *testing.T, s taskqueue.Store, kinds ...string) taskqueue.Task {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	task, err := s.Claim(ctx, kinds)
+	require.NoError(t, err)
+	return task
+}
+
+func storeClaimWaits(t *testing.T, newStore func(*testing.T) taskqueue.Store) {
+	b := idle(t, newStore)
+	ctx := context.Background()
+	start := time.Now()
+	a := b.submit("a", Payload{N: 7})
+
+	task := claim(t, b.store, "a")
+	require.Equal(t, a.ID, task.ID)
+	require.Equal(t, taskqueue.StatusRunning, task.Status)
+	require.Equal(t, 1, task.Attempt)
+	requireTime(t, start, task.StartedAt, "StartedAt")
+	require.JSONEq(t, `{"n":7}`, string(task.Payload))
+
+	// Nothing due: Claim waits for ctx.
+	short, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	_, err := b.store.Claim(short, []string{"a", "b"})
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	requireTime(t, start.Add(time.Minute), time.Now(), "Claim waited for its ctx")
+
+	// A task of another kind does not wake a Claim for "a"; one of its kind does.
+	got := make(chan taskqueue.Task)
+	go func() {
+		task, err := b.store.Claim(ctx, []string{"a"})
+		if err == nil {
+			got <- task
+		}
+	}()
+	synctest.Wait()
+	other := b.submit("b", Payload{})
+	synctest.Wait()
+	select {
+	case task := <-got:
+		t.Fatalf("Claim for kind a took %s task", task.Kind)
+	default:
+	}
+	delayed := b.submit("a", Payload{}, taskqueue.Delay(time.Hour))
+	at := time.Now()
+	task = <-got
+	require.Equal(t, delayed.ID, task.ID)
+	requireTime(t, at.Add(time.Hour), time.Now(), "Claim returned when the delayed task fell due")
+	require.Equal(t, other.ID, claim(t, b.store, "b").ID)
+	require.Equal(t, 1, claimOrNone(t, b.store))
+}
+
+// claimOrNone reports 1 and fails the test if a task can be claimed, else 1.
+func claimOrNone(t *testing.T, s taskqueue.Store) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	task, err := s.Claim(ctx, nil)
+	require.ErrorIs(t, err, context.DeadlineExceeded, "unexpected task %s", task.ID)
+	return 1
+}
+
+func storeStaleAttempt(t *testing.T, newStore func(*testing.T) taskqueue.Store) {
+	b := idle(t, newStore)
+	ctx := context.Background()
+	info := b.submit("a", Payload{})
+	_, err := b.store.Finish(ctx, info.ID, 0, taskqueue.Outcome{Status: taskqueue.StatusSucceeded})
+	require.ErrorIs(t, err, taskqueue.ErrLeaseLost, "a pending task has no attempt to finish")
+
+	task := claim(t, b.store)
+	for _, attempt := range []int{0, 2} {
+		_, err := b.store.Finish(ctx, task.ID, attempt, taskqueue.Outcome{Status: taskqueue.StatusSucceeded})
+		require.ErrorIs(t, err, taskqueue.ErrLeaseLost)
+		_, err = b.store.Retry(ctx, task.ID, attempt, 0, "x")
+		require.ErrorIs(t, err, taskqueue.ErrLeaseLost)
+		_, err = b.store.Release(ctx, task.ID, attempt)
+		require.ErrorIs(t, err, taskqueue.ErrLeaseLost)
+		require.ErrorIs(t, b.store.Progress(ctx, task.ID, attempt, taskqueue.Progress{Percent: 1}), taskqueue.ErrLeaseLost)
+		_, err = b.store.Heartbeat(ctx, task.ID, attempt)
+		require.ErrorIs(t, err, taskqueue.ErrLeaseLost)
+	}
+	require.NoError(t, b.store.Progress(ctx, task.ID, 1, taskqueue.Progress{Percent: 5, Message: "m"}))
+	canceled, err := b.store.Heartbeat(ctx, task.ID, 1)
+	require.NoError(t, err)
+	require.False(t, canceled)
+	done, err := b.store.Finish(ctx, task.ID, 1, taskqueue.Outcome{Status: taskqueue.StatusSucceeded, Result: json.RawMessage(`{"double":0}`)})
+	require.NoError(t, err)
+	require.Equal(t, taskqueue.StatusSucceeded, done.Status)
+	require.Equal(t, taskqueue.Progress{Percent: 5, Message: "m"}, done.Progress)
+	_, err = b.store.Finish(ctx, task.ID, 1, taskqueue.Outcome{Status: taskqueue.StatusFailed, Error: "late"})
+	require.ErrorIs(t, err, taskqueue.ErrLeaseLost, "a task finishes once")
+	got, err := b.store.Get(ctx, task.ID)
+	require.NoError(t, err)
+	require.Equal(t, done, got)
+}
+
+func storeReleaseRetry(t *testing.T, newStore func(*testing.T) taskqueue.Store) {
+	b := idle(t, newStore)
+	ctx := context.Background()
+	info := b.submit("a", Payload{})
+	task := claim(t, b.store)
+	released, err := b.store.Release(ctx, task.ID, 1)
+	require.NoError(t, err)
+	require.Equal(t, taskqueue.StatusPending, released.Status)
+	require.Equal(t, 0, released.Attempt)
+
+	task = claim(t, b.store)
+	require.Equal(t, info.ID, task.ID)
+	require.Equal(t, 1, task.Attempt, "the released attempt was not counted")
+
+	start := time.Now()
+	retried, err := b.store.Retry(ctx, task.ID, 1, 90*time.Second, "try again")
+	require.NoError(t, err)
+	require.Equal(t, taskqueue.StatusPending, retried.Status)
+	require.Equal(t, "try again", retried.Error)
+	requireTime(t, start.Add(90*time.Second), retried.RunAt, "RunAt of the retry")
+	task, err = b.store.Claim(ctx, nil)
+	require.NoError(t, err)
+	require.Equal(t, 2, task.Attempt)
+	requireTime(t, start.Add(90*time.Second), time.Now(), "claimed when due")
+	st, err := b.store.Stats(ctx)
+	require.NoError(t, err)
+	require.Equal(t, taskqueue.Stats{Running: 1}, st)
+}
+
+func storeCancelRequest(t *testing.T, newStore func(*testing.T) taskqueue.Store) {
+	b := idle(t, newStore)
+	ctx := context.Background()
+	_, err := b.store.Cancel(ctx, b.submit("a", Payload{}).ID+"") // pending: canceled at once
+	require.NoError(t, err)
+
+	for _, end := range []string{"finish", "retry", "release"} {
+		info := b.submit("a", Payload{})
+		task := claim(t, b.store)
+		require.Equal(t, info.ID, task.ID)
+		got, err := b.store.Cancel(ctx, task.ID)
+		require.NoError(t, err)
+		require.Equal(t, taskqueue.StatusRunning, got.Status, "the request is recorded, the task still runs")
+		canceled, err := b.store.Heartbeat(ctx, task.ID, 1)
+		require.NoError(t, err)
+		require.True(t, canceled, "Heartbeat reports the request")
+		var out taskqueue.Info
+		switch end {
+		case "finish":
+			out, err = b.store.Finish(ctx, task.ID, 1, taskqueue.Outcome{Status: taskqueue.StatusSucceeded, Result: json.RawMessage(`1`)})
+		case "retry":
+			out, err = b.store.Retry(ctx, task.ID, 1, 0, "x")
+		case "release":
+			out, err = b.store.Release(ctx, task.ID, 1)
+		}
+		require.NoError(t, err)
+		require.Equal(t, taskqueue.StatusCanceled, out.Status, end)
+		require.Empty(t, out.Result, end)
+		_, err = b.store.Cancel(ctx, task.ID)
+		require.ErrorIs(t, err, taskqueue.ErrFinished, end)
+	}
+	_, err = b.store.Cancel(ctx, "0000000000000000000000000z")
+	require.ErrorIs(t, err, taskqueue.ErrNotFound)
+	claimOrNone(t, b.store)
+	st, err := b.store.Stats(ctx)
+	require.NoError(t, err)
+	require.Equal(t, taskqueue.Stats{Canceled: 4}, st)
+}
+
+func storeDelete(t *testing.T, newStore func(*testing.T) taskqueue.Store) {
+	b := idle(t, newStore)
+	ctx := context.Background()
+	var ids []string
+	for range 3 {
+		ids = append(ids, b.submit("a", Payload{}).ID)
+	}
+	keep := b.submit("a", Payload{}, taskqueue.Delay(time.Hour))
+	for i, id := range ids {
+		_, err := b.store.Cancel(ctx, id)
+		require.NoError(t, err)
+		if i == 0 {
+			time.Sleep(time.Minute)
+		}
+	}
+	cut := time.Now()
+	n, err := b.store.DeleteFinishedBefore(ctx, cut)
+	require.NoError(t, err)
+	require.Equal(t, 1, n, "only the task finished a minute before")
+	_, err = b.store.Get(ctx, ids[0])
+	require.ErrorIs(t, err, taskqueue.ErrNotFound)
+	n, err = b.store.DeleteFinishedBefore(ctx, cut.Add(time.Nanosecond))
+	require.NoError(t, err)
+	require.Equal(t, 2, n)
+	got, err := b.store.Get(ctx, keep.ID)
+	require.NoError(t, err, "a pending task is never deleted")
+	require.Equal(t, taskqueue.StatusPending, got.Status)
+	st, err := b.store.Stats(ctx)
+	require.NoError(t, err)
+	require.Equal(t, taskqueue.Stats{Pending: 1}, st)
+}
