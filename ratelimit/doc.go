@@ -13,12 +13,29 @@
 //
 // # In-memory limiters
 //
-//   - [GCRA]: one int64 per key; the default choice.
+//   - [GCRA]: one int64 per key (its theoretical arrival time); exact, and
+//     the default choice.
+//   - [TokenBucket]: an x/time/rate.Limiter per key, adding
+//     [TokenBucket.Wait] (fair queueing by reservation) and
+//     [TokenBucket.Reserve].
+//   - [SlidingLog]: the time of every admitted unit in the last Period;
+//     exactly Rate in any Period, at 8×Rate bytes per key.
+//   - [SlidingWindow]: Cloudflare's sliding-window counter; O(1) per key,
+//     approximate.
+//   - [Concurrency]: at most Max in flight per key, with
+//     [Concurrency.Acquire] returning a release func, and leases that free
+//     a slot if its holder dies.
 //
-// Each keeps its keys in a sharded map capped at [Options].MaxKeys with
-// least-recently-used eviction; idle keys are dropped lazily as new keys
-// arrive. Nothing runs in the background, so there is nothing to Close.
-// Calls on a known key allocate nothing.
+// Each keeps its keys in a sharded map capped at [Options].MaxKeys (default
+// 100,000): a new key beyond the cap evicts an old one in approximately
+// least-recently-used order (second chance), and keys that have been idle
+// a whole Period are dropped lazily as new keys arrive. Nothing runs in the
+// background, so there is nothing to Close. Calls on a known key allocate
+// nothing; a stream of new keys allocates nothing once the cap is reached,
+// since evicted keys' memory is reused.
+//
+// Each limiter reads the clock once per call, through time.Now, so tests
+// can drive them with testing/synctest.
 //
 // # Waiting
 //

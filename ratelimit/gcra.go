@@ -29,6 +29,8 @@ type gcraState struct{ tat int64 }
 // idle: a TAT in the past says no more than a fresh key does.
 func (s *gcraState) idle(now int64) bool { return s.tat <= now }
 
+func (s *gcraState) reset() { s.tat = 0 }
+
 var _ Limiter = (*GCRA)(nil)
 
 // NewGCRA returns a GCRA enforcing lim per key, or an error if lim or o is

@@ -18,10 +18,7 @@ import (
 // state has gone idle (carries no information any more) at a given time,
 // so that idle keys are dropped lazily as new ones arrive, with no
 // background goroutine.
-type table[S any, P interface {
-	*S
-	idle(now int64) bool
-}] struct {
+type table[S any, P state[S]] struct {
 	seed   maphash.Seed
 	mask   uint64
 	max    int64
@@ -44,10 +41,17 @@ type node[S any] struct {
 	s          S
 }
 
-func newTable[S any, P interface {
+// state is what a per-key state type provides to the table.
+type state[S any] interface {
 	*S
+	// idle reports whether the state carries no information at now: the
+	// key would behave exactly like a fresh one.
 	idle(now int64) bool
-}](o Options, grace time.Duration) *table[S, P] {
+	// reset makes the state fresh, keeping any buffers it owns.
+	reset()
+}
+
+func newTable[S any, P state[S]](o Options, grace time.Duration) *table[S, P] {
 	t := &table[S, P]{
 		grace:  int64(grace),
 		seed:   maphash.MakeSeed(),
@@ -93,23 +97,31 @@ func (t *table[S, P]) get(sh *shard[S], key string, now int64) *S {
 		}
 		t.remove(sh, old)
 		if n == nil {
-			n = old // recycle the node: a steady churn of keys allocates nothing
+			n = old
 		}
 	}
-	if n == nil {
-		n = &node[S]{}
-	}
-	var zero S
-	n.key, n.s, n.used = key, zero, false
 	if t.count.Add(1) > t.max {
 		switch {
 		case sh.head.prev != &sh.head:
-			t.remove(sh, sh.victim())
+			v := sh.victim()
+			t.remove(sh, v)
+			if n == nil {
+				n = v
+			}
 		case !t.steal(sh):
 			t.count.Add(-1)
-			return &n.s
+			n = &node[S]{key: key}
+			return &n.s // used once, never stored
 		}
 	}
+	// Recycle a dropped node when there is one, so that a steady churn of
+	// keys allocates nothing.
+	if n == nil {
+		n = &node[S]{}
+	} else {
+		P(&n.s).reset()
+	}
+	n.key, n.used = key, false
 	sh.m[key] = n
 	sh.pushFront(n)
 	return &n.s
@@ -130,6 +142,15 @@ func (t *table[S, P]) steal(own *shard[S]) bool {
 		sh.mu.Unlock()
 	}
 	return false
+}
+
+// lookup returns key's state in sh without creating it or marking it
+// used, or nil. sh.mu must be held.
+func (t *table[S, P]) lookup(sh *shard[S], key string) *S {
+	if n, ok := sh.m[key]; ok {
+		return &n.s
+	}
+	return nil
 }
 
 // len returns the number of keys held, locking each shard in turn.

@@ -1,0 +1,73 @@
+package ratelimit_test
+
+import (
+	"context"
+	"os"
+	"runtime"
+	"strconv"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/asynckit/asynckit/ratelimit"
+)
+
+// TestMemoryIsBoundedByMaxKeys sends distinct keys through a limiter capped
+// at 100,000 keys: 300,000 normally, 5,000,000 with ASYNCKIT_SOAK=1. The key
+// count must sit exactly at the cap, and the heap must stop growing: once
+// the first 200,000 keys have gone through (the shard maps grow once while
+// evicted keys' slots are recycled), the heap at the end must be the same
+// to within 10%, and under 256 bytes per key held.
+func TestMemoryIsBoundedByMaxKeys(t *testing.T) {
+	total := 300_000
+	if os.Getenv("ASYNCKIT_SOAK") == "1" {
+		total = 5_000_000
+	}
+	const maxKeys = 100_000
+	for _, tc := range []struct {
+		name string
+		new  func() (ratelimit.Limiter, func() int, error)
+	}{
+		{"GCRA", func() (ratelimit.Limiter, func() int, error) {
+			g, err := ratelimit.NewGCRA(ratelimit.PerHour(10), ratelimit.Options{MaxKeys: maxKeys})
+			return g, g.Len, err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			base := heap()
+			l, length, err := tc.new()
+			require.NoError(t, err)
+			ctx := context.Background()
+			buf := []byte("client-")
+			send := func(from, to int) {
+				for i := from; i < to; i++ {
+					key := string(strconv.AppendInt(buf, int64(i), 10))
+					if _, err := l.AllowN(ctx, key, 1); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			send(0, maxKeys)
+			require.Equal(t, maxKeys, length())
+			atCap := heap()
+			send(maxKeys, 2*maxKeys)
+			warm := heap()
+			send(2*maxKeys, total)
+			require.Equal(t, maxKeys, length())
+			atEnd := heap()
+			perKey := float64(atEnd-base) / maxKeys
+			t.Logf("%s: %d distinct keys, cap %d: heap %d B at the cap, %d B after %d keys, %d B at the end; %.0f B per key held",
+				tc.name, total, maxKeys, atCap-base, warm-base, 2*maxKeys, atEnd-base, perKey)
+			require.Less(t, float64(atEnd-base), 1.1*float64(warm-base))
+			require.Less(t, perKey, 256.0)
+			runtime.KeepAlive(l)
+		})
+	}
+}
+
+func heap() int64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapAlloc)
+}

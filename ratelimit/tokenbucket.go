@@ -1,0 +1,160 @@
+package ratelimit
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// TokenBucket is an in-memory keyed limiter holding one x/time/rate.Limiter
+// per key: a bucket of Burst tokens refilled at Rate per Period. Besides
+// AllowN it offers what x/time/rate is good at: [TokenBucket.Wait], which
+// queues fairly by reserving a future token, and [TokenBucket.Reserve].
+//
+// RetryAfter and ResetAfter are computed from the bucket's token count and
+// rounded up to the nanosecond. AllowN on a known key allocates nothing; a
+// new key allocates its rate.Limiter. A TokenBucket is safe for concurrent
+// use.
+type TokenBucket struct {
+	lim   Limit
+	every rate.Limit // tokens per second
+	tau   int64      // ns to refill an empty bucket
+	epoch time.Time
+	t     *table[tokenState, *tokenState]
+}
+
+type tokenState struct {
+	l    *rate.Limiter
+	full int64 // when it is full again at the latest, since the last draw
+}
+
+func (s *tokenState) idle(now int64) bool { return s.l == nil || s.full <= now }
+
+// reset drops the limiter rather than reusing it: a bucket evicted before it
+// refilled must not be handed, part-empty, to another key.
+func (s *tokenState) reset() { *s = tokenState{} }
+
+var _ Limiter = (*TokenBucket)(nil)
+
+// NewTokenBucket returns a TokenBucket enforcing lim per key, or an error if
+// lim or o is invalid.
+func NewTokenBucket(lim Limit, o Options) (*TokenBucket, error) {
+	if err := lim.Validate(); err != nil {
+		return nil, err
+	}
+	o, err := o.resolve()
+	if err != nil {
+		return nil, err
+	}
+	return &TokenBucket{
+		lim:   lim,
+		every: rate.Limit(float64(lim.Rate) / lim.Period.Seconds()),
+		tau:   int64(lim.Interval()) * int64(lim.Burst),
+		epoch: time.Now(),
+		t:     newTable[tokenState](o, lim.Period),
+	}, nil
+}
+
+// Limit returns the limit b enforces.
+func (b *TokenBucket) Limit() Limit { return b.lim }
+
+// bucket locks key's shard and returns key's limiter, creating it full if
+// needed, and notes a draw at now. The caller unlocks the shard, so that
+// what it reads from the limiter is consistent with what it did to it.
+func (b *TokenBucket) bucket(key string, now time.Time) (*shard[tokenState], *rate.Limiter) {
+	ns := int64(now.Sub(b.epoch))
+	sh := b.t.shard(key)
+	sh.mu.Lock()
+	st := b.t.get(sh, key, ns)
+	if st.l == nil {
+		st.l = rate.NewLimiter(b.every, b.lim.Burst)
+	}
+	st.full = ns + b.tau
+	return sh, st.l
+}
+
+// AllowN reports whether key may spend n tokens now, and spends them if so.
+// See [Limiter] for the errors.
+func (b *TokenBucket) AllowN(ctx context.Context, key string, n int) (Result, error) {
+	if err := CheckCall(ctx, b.lim, key, n); err != nil {
+		return Result{}, err
+	}
+	now := time.Now()
+	sh, l := b.bucket(key, now)
+	ok := l.AllowN(now, n)
+	tokens := l.TokensAt(now)
+	sh.mu.Unlock()
+	res := Result{
+		Allowed:    ok,
+		Limit:      b.lim,
+		Remaining:  int(math.Floor(tokens)),
+		ResetAfter: b.tokensDuration(float64(b.lim.Burst) - tokens),
+	}
+	if !ok {
+		res.RetryAfter = max(b.tokensDuration(float64(n)-tokens), 1)
+	}
+	return res, nil
+}
+
+// tokensDuration is how long the bucket takes to gain tokens, rounded up.
+func (b *TokenBucket) tokensDuration(tokens float64) time.Duration {
+	if tokens <= 0 {
+		return 0
+	}
+	return time.Duration(math.Ceil(tokens / float64(b.every) * 1e9))
+}
+
+// Wait blocks until key may spend one token, and spends it. It is WaitN
+// with n = 1.
+func (b *TokenBucket) Wait(ctx context.Context, key string) error {
+	return b.WaitN(ctx, key, 1)
+}
+
+// WaitN blocks until key may spend n tokens and spends them, queueing
+// fairly behind earlier waiters (it reserves its tokens first, then sleeps).
+// It returns the errors of AllowN for bad calls, ctx's error if ctx ends
+// first (the reservation is then given back), and an error wrapping
+// [ErrWouldExceedDeadline] at once if ctx's deadline is too soon.
+func (b *TokenBucket) WaitN(ctx context.Context, key string, n int) error {
+	if err := CheckCall(ctx, b.lim, key, n); err != nil {
+		return err
+	}
+	now := time.Now()
+	sh, l := b.bucket(key, now)
+	r := l.ReserveN(now, n)
+	sh.mu.Unlock()
+	delay := r.DelayFrom(now)
+	if delay == 0 {
+		return nil
+	}
+	if dl, ok := ctx.Deadline(); ok && dl.Sub(now) < delay {
+		r.CancelAt(now)
+		return fmt.Errorf("%w: would wait %v", ErrWouldExceedDeadline, delay)
+	}
+	t := time.NewTimer(delay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		r.Cancel()
+		return ctx.Err()
+	}
+}
+
+// Reserve reserves n tokens of key's bucket and returns the
+// x/time/rate.Reservation saying when they may be used; the caller must
+// wait its Delay or Cancel it. Reserve returns the errors of AllowN for bad
+// calls.
+func (b *TokenBucket) Reserve(ctx context.Context, key string, n int) (*rate.Reservation, error) {
+	if err := CheckCall(ctx, b.lim, key, n); err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	sh, l := b.bucket(key, now)
+	defer sh.mu.Unlock()
+	return l.ReserveN(now, n), nil
+}
