@@ -34,10 +34,10 @@ type plan struct {
 }
 
 const (
-	kindOK     = iota // returns 2i+1
-	kindFail          // returns its own error
-	kindPanic         // panics
-	kindYield         // yields, then returns ctx.Err() if ctx ended, else 2i+1
+	kindOK    = iota // returns 2i+1
+	kindFail         // returns its own error
+	kindPanic        // panics
+	kindYield        // yields, then returns ctx.Err() if ctx ended, else 2i+1
 )
 
 func newPlan(r *rand.Rand, n int) plan {
