@@ -247,11 +247,18 @@ func (b *batch[T, R]) stop(reason error) {
 // run's context ended) is not a failure of its own: it is dropped, and the
 // run's stop reason stands for it.
 func (b *batch[T, R]) fail(i int, err error) {
-	if b.ctx.Err() != nil && isCancellation(err) {
+	ended := b.ctx.Err() != nil
+	if ended && isCancellation(err) {
 		b.stop(b.stopReason())
 		return
 	}
 	b.mu.Lock()
+	if ended && !b.stopped {
+		// The run's context ended and the fan-out did not end it, so the
+		// parent did, before this failure: its error comes first.
+		b.stopped = true
+		b.errs = append(b.errs, b.stopReason())
+	}
 	b.errs = append(b.errs, &ItemError{Index: i, Err: err})
 	first := b.failFast && !b.stopped
 	if first {

@@ -9,8 +9,10 @@ import (
 // (nil on success, a *[PanicError] if it panicked, or the context's error if
 // it never started).
 type Result[R any] struct {
+	// Value is what fn returned, even alongside an error.
 	Value R
-	Err   error
+	// Err is fn's error, a *PanicError, or why the call never started.
+	Err error
 }
 
 // Map calls fn for every item, at most [Limit] at a time, and returns the

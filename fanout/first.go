@@ -28,7 +28,9 @@ type attempt[R any] struct {
 // starts the next. With Hedge(d), First is a hedged request: fns[0] starts
 // alone, and the next starts when nothing has succeeded within d of the last
 // start, or as soon as a running call fails, so replicas are called only
-// when they are needed. [Rate] and [Timeout] apply to each function.
+// when they are needed. [Rate] and [Timeout] apply to each function; with
+// Rate, a launched function may wait for its token, and Hedge's delay counts
+// from its launch.
 //
 // When ctx ends first, the functions not yet started never start and First
 // returns ctx.Err() joined with any failures that came before. An empty

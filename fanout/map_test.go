@@ -252,6 +252,20 @@ func TestMapContext(t *testing.T) {
 	})
 }
 
+func TestMapReportsCtxErrWhenCtxEndsBeforeAFailure(t *testing.T) {
+	for _, failFast := range []bool{true, false} {
+		t.Run(fmt.Sprintf("failFast=%v", failFast), func(t *testing.T) {
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			_, err := fanout.Map(ctx, []int{0, 1, 2}, func(ctx context.Context, i int) (int, error) {
+				cancel()
+				return 0, errBoom // a failure of its own, not an echo of ctx
+			}, fanout.Limit(1), fanout.FailFast(failFast))
+			require.Equal(t, []error{context.Canceled, &fanout.ItemError{Index: 0, Err: errBoom}}, flatten(err))
+		})
+	}
+}
+
 func TestMapPerItemTimeout(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		start := time.Now()
