@@ -119,3 +119,57 @@ func BenchmarkBareWorkers(b *testing.B) {
 		})
 	}
 }
+
+func BenchmarkStream(b *testing.B) {
+	for _, s := range benchSizes {
+		b.Run(benchName(s.n, s.limit), func(b *testing.B) {
+			var sink atomic.Int64
+			items := make([]int, s.n)
+			fn := func(_ context.Context, i int) (int, error) { return int(sink.Add(1)), nil }
+			opts := []fanout.Option{fanout.Limit(s.limit)}
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				for _, r := range fanout.Stream(ctx, items, fn, opts...) {
+					if r.Err != nil {
+						b.Fatal(r.Err)
+					}
+				}
+			}
+			reportPerItem(b, s.n)
+		})
+	}
+}
+
+// BenchmarkDo and BenchmarkFirst measure the fixed cost of one small
+// fan-out (three calls), which is what a request handler pays; handlers
+// run concurrently, hence RunParallel.
+func BenchmarkDo(b *testing.B) {
+	var sink atomic.Int64
+	f := func(context.Context) error { sink.Add(1); return nil }
+	fns := []func(context.Context) error{f, f, f}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		ctx := context.Background()
+		for pb.Next() {
+			if err := fanout.Do(ctx, fns); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+func BenchmarkFirst(b *testing.B) {
+	var sink atomic.Int64
+	f := func(context.Context) (int64, error) { return sink.Add(1), nil }
+	fns := []func(context.Context) (int64, error){f, f, f}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		ctx := context.Background()
+		for pb.Next() {
+			if _, err := fanout.First(ctx, fns); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
