@@ -66,8 +66,9 @@ func mapWith[T, R any](ctx context.Context, items []T, fn func(context.Context, 
 // one [Result] per item in input order. It never fails fast: every item
 // runs to the end whatever happens to the others. It is the Go form of
 // Python's asyncio.gather(return_exceptions=True). A panicking call gets a
-// *[PanicError]; items that never start because ctx ended (or because
-// [Rate] could not start them before its deadline) get ctx.Err().
+// *[PanicError]; items that never start because ctx ended get ctx.Err(),
+// or an error wrapping context.DeadlineExceeded when [Rate] could not start
+// them before ctx's deadline.
 //
 // Settle has no error return, so a nil ctx or fn, or an invalid option,
 // is reported in every Result's Err and fn is never called. An empty items

@@ -2,6 +2,7 @@ package fanout_test
 
 import (
 	"context"
+	"errors"
 	"math"
 	"testing"
 	"testing/synctest"
@@ -195,4 +196,72 @@ func TestRateStopsWhenTheDeadlineIsTooClose(t *testing.T) {
 			}
 		})
 	})
+}
+
+func TestTimeoutGivesEachCallItsOwnDeadline(t *testing.T) {
+	const d = 30 * time.Millisecond
+	// Each call sleeps 10ms before asking for its deadline's distance, and
+	// honours its context for an hour: the call must end at its deadline.
+	call := func(ctx context.Context) (time.Duration, error) {
+		time.Sleep(10 * time.Millisecond)
+		dl, ok := ctx.Deadline()
+		if !ok {
+			return 0, nil
+		}
+		left := time.Until(dl)
+		return left, sleep(ctx, time.Hour)
+	}
+	fn := func(ctx context.Context, _ int) (time.Duration, error) { return call(ctx) }
+	tests := []struct {
+		name string
+		run  func(ctx context.Context) []fanout.Result[time.Duration]
+	}{
+		{"Map", func(ctx context.Context) []fanout.Result[time.Duration] {
+			var left time.Duration
+			out, err := fanout.Map(ctx, []int{0}, func(ctx context.Context, _ int) (time.Duration, error) {
+				var err error
+				left, err = call(ctx)
+				return left, err
+			}, fanout.Timeout(d))
+			require.Zero(t, out[0], "Map keeps no value for a failed item")
+			return []fanout.Result[time.Duration]{{Value: left, Err: errors.Unwrap(err)}}
+		}},
+		{"Settle", func(ctx context.Context) []fanout.Result[time.Duration] {
+			return fanout.Settle(ctx, []int{0}, fn, fanout.Timeout(d))
+		}},
+		{"Stream", func(ctx context.Context) []fanout.Result[time.Duration] {
+			var res []fanout.Result[time.Duration]
+			for _, r := range fanout.Stream(ctx, []int{0}, fn, fanout.Timeout(d)) {
+				res = append(res, r)
+			}
+			return res
+		}},
+		{"Do", func(ctx context.Context) []fanout.Result[time.Duration] {
+			var left time.Duration
+			err := fanout.Do(ctx, []func(context.Context) error{func(ctx context.Context) (err error) {
+				left, err = call(ctx)
+				return err
+			}}, fanout.Timeout(d))
+			return []fanout.Result[time.Duration]{{Value: left, Err: errors.Unwrap(err)}}
+		}},
+		{"First", func(ctx context.Context) []fanout.Result[time.Duration] {
+			var left time.Duration
+			_, err := fanout.First(ctx, []func(context.Context) (int, error){func(ctx context.Context) (int, error) {
+				var err error
+				left, err = call(ctx)
+				return 0, err
+			}}, fanout.Timeout(d))
+			return []fanout.Result[time.Duration]{{Value: left, Err: errors.Unwrap(err)}}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				start := time.Now()
+				res := tt.run(t.Context())
+				require.Equal(t, d, time.Since(start))
+				require.Equal(t, []fanout.Result[time.Duration]{{Value: d - 10*time.Millisecond, Err: context.DeadlineExceeded}}, res)
+			})
+		})
+	}
 }
