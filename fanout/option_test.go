@@ -214,9 +214,9 @@ func TestTimeoutGivesEachCallItsOwnDeadline(t *testing.T) {
 	fn := func(ctx context.Context, _ int) (time.Duration, error) { return call(ctx) }
 	tests := []struct {
 		name string
-		run  func(ctx context.Context) []fanout.Result[time.Duration]
+		run  func(t *testing.T, ctx context.Context) []fanout.Result[time.Duration]
 	}{
-		{"Map", func(ctx context.Context) []fanout.Result[time.Duration] {
+		{"Map", func(t *testing.T, ctx context.Context) []fanout.Result[time.Duration] {
 			var left time.Duration
 			out, err := fanout.Map(ctx, []int{0}, func(ctx context.Context, _ int) (time.Duration, error) {
 				var err error
@@ -226,17 +226,17 @@ func TestTimeoutGivesEachCallItsOwnDeadline(t *testing.T) {
 			require.Zero(t, out[0], "Map keeps no value for a failed item")
 			return []fanout.Result[time.Duration]{{Value: left, Err: errors.Unwrap(err)}}
 		}},
-		{"Settle", func(ctx context.Context) []fanout.Result[time.Duration] {
+		{"Settle", func(t *testing.T, ctx context.Context) []fanout.Result[time.Duration] {
 			return fanout.Settle(ctx, []int{0}, fn, fanout.Timeout(d))
 		}},
-		{"Stream", func(ctx context.Context) []fanout.Result[time.Duration] {
+		{"Stream", func(t *testing.T, ctx context.Context) []fanout.Result[time.Duration] {
 			var res []fanout.Result[time.Duration]
 			for _, r := range fanout.Stream(ctx, []int{0}, fn, fanout.Timeout(d)) {
 				res = append(res, r)
 			}
 			return res
 		}},
-		{"Do", func(ctx context.Context) []fanout.Result[time.Duration] {
+		{"Do", func(t *testing.T, ctx context.Context) []fanout.Result[time.Duration] {
 			var left time.Duration
 			err := fanout.Do(ctx, []func(context.Context) error{func(ctx context.Context) (err error) {
 				left, err = call(ctx)
@@ -244,7 +244,7 @@ func TestTimeoutGivesEachCallItsOwnDeadline(t *testing.T) {
 			}}, fanout.Timeout(d))
 			return []fanout.Result[time.Duration]{{Value: left, Err: errors.Unwrap(err)}}
 		}},
-		{"First", func(ctx context.Context) []fanout.Result[time.Duration] {
+		{"First", func(t *testing.T, ctx context.Context) []fanout.Result[time.Duration] {
 			var left time.Duration
 			_, err := fanout.First(ctx, []func(context.Context) (int, error){func(ctx context.Context) (int, error) {
 				var err error
@@ -258,7 +258,7 @@ func TestTimeoutGivesEachCallItsOwnDeadline(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				start := time.Now()
-				res := tt.run(t.Context())
+				res := tt.run(t, t.Context())
 				require.Equal(t, d, time.Since(start))
 				require.Equal(t, []fanout.Result[time.Duration]{{Value: d - 10*time.Millisecond, Err: context.DeadlineExceeded}}, res)
 			})
