@@ -85,11 +85,23 @@ func workers(c *config, n int) int { return min(c.limit, n) }
 // run starts w workers and waits for all of them, then cancels the run's
 // context so that nothing derived from it outlives the call.
 func (b *batch[T, R]) run(w int) {
-	for range w {
-		b.wg.Go(b.work)
-	}
+	b.start(w)
 	b.wg.Wait()
 	b.cancel(errStopped)
+}
+
+// start starts w workers.
+func (b *batch[T, R]) start(w int) {
+	b.wg.Add(w)
+	for range w {
+		go b.worker()
+	}
+}
+
+// worker is one worker goroutine.
+func (b *batch[T, R]) worker() {
+	defer b.wg.Done()
+	b.work()
 }
 
 // work runs the claim loop until the items run out or the run stops. A

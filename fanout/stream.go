@@ -42,9 +42,7 @@ func Stream[T, R any](ctx context.Context, items []T, fn func(context.Context, T
 		quit := make(chan struct{})
 		b := newBatch(ctx, modeStream, items, fn, c)
 		b.sink, b.quit = sink, quit
-		for range w {
-			b.wg.Go(b.work)
-		}
+		b.start(w)
 		// Runs on every way out, including a panic in the loop body: stop
 		// the calls, release workers blocked on a send, and wait for them.
 		defer func() {
