@@ -37,6 +37,18 @@
 // Each limiter reads the clock once per call, through time.Now, so tests
 // can drive them with testing/synctest.
 //
+// # HTTP middleware
+//
+// [Middleware] limits net/http handlers by a [KeyFunc] — [KeyByIP], which
+// believes X-Forwarded-For and Forwarded only from trusted proxies and
+// buckets IPv6 by /64, [KeyByHeader], or your own — under one or more
+// policies ([Policy]; the first to deny decides). Every response carries
+// the draft-ietf-httpapi-ratelimit-headers-10 fields RateLimit-Policy and
+// RateLimit ([LegacyHeaders] adds X-RateLimit-*); a denial is 429 with
+// Retry-After and an application/problem+json body; a key function error is
+// 400, never a shared key. [Shadow] with [OnDecision] records decisions
+// without enforcing them.
+//
 // # Waiting
 //
 // [Wait] blocks until any Limiter admits a request, honouring ctx.
