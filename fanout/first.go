@@ -128,7 +128,7 @@ func (r *race[R]) run(parent context.Context, limit int, hedge time.Duration) (R
 			default:
 				errs = append(errs, &ItemError{Index: a.index, Err: a.err})
 			}
-			if !ended && r.launched < len(r.fns) {
+			if r.canLaunch(ended) {
 				r.launch()
 				running++
 				if timer != nil {
@@ -136,11 +136,11 @@ func (r *race[R]) run(parent context.Context, limit int, hedge time.Duration) (R
 				}
 			}
 		case <-tick:
-			if !ended && r.launched < len(r.fns) && running < limit {
+			if r.canLaunch(ended) && running < limit {
 				r.launch()
 				running++
 			}
-			if !ended && r.launched < len(r.fns) {
+			if r.canLaunch(ended) {
 				timer.Reset(hedge)
 			}
 		case <-done:
@@ -151,6 +151,13 @@ func (r *race[R]) run(parent context.Context, limit int, hedge time.Duration) (R
 		errs = append(errs, err)
 	}
 	return zero, join(errs)
+}
+
+// canLaunch reports whether another function may start: one is left, and
+// neither the parent's end (which the select may not have seen yet) nor
+// Rate has ended the race's starts.
+func (r *race[R]) canLaunch(ended bool) bool {
+	return !ended && r.launched < len(r.fns) && r.ctx.Err() == nil
 }
 
 // launch starts the next function in a goroutine of its own. The goroutine

@@ -206,6 +206,26 @@ func TestFirstContext(t *testing.T) {
 	})
 }
 
+func TestFirstStartsNothingOnceCtxHasEnded(t *testing.T) {
+	// The failure and the end of ctx arrive together; whichever First
+	// sees first, it must start nothing more. Repeated, since the order
+	// is the scheduler's.
+	for range 20 {
+		ctx, cancel := context.WithCancel(t.Context())
+		var tr tracker
+		_, err := fanout.First(ctx, []func(context.Context) (int, error){
+			func(context.Context) (int, error) {
+				tr.enter()
+				cancel()
+				return 0, errBoom // a failure of its own, which would start the next
+			},
+			func(context.Context) (int, error) { tr.enter(); return 1, nil },
+		}, fanout.Limit(1))
+		require.Equal(t, int64(1), tr.calls.Load(), "the second function started after ctx ended")
+		require.Equal(t, []error{&fanout.ItemError{Index: 0, Err: errBoom}, context.Canceled}, flatten(err))
+	}
+}
+
 func TestFirstRejectsBadInput(t *testing.T) {
 	ok := func(context.Context) (int, error) { return 1, nil }
 	tests := []struct {
