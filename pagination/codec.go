@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"io"
 	"reflect"
 	"sync"
 	"time"
@@ -160,6 +161,10 @@ type Codec struct {
 
 	bound     bool
 	queryHash [queryHashSize]byte
+
+	// nonces supplies AES-GCM nonces; crypto/rand unless a test makes
+	// encryption deterministic.
+	nonces io.Reader
 }
 
 // NewCodec returns a Codec with default options that signs with keys[0] and
@@ -197,7 +202,7 @@ func NewCodecWith(opts CodecOptions, keys ...[]byte) (*Codec, error) {
 	if now == nil {
 		now = time.Now
 	}
-	c := &Codec{ttl: opts.TTL, encrypt: opts.Encrypt, maxLen: maxLen, now: now}
+	c := &Codec{ttl: opts.TTL, encrypt: opts.Encrypt, maxLen: maxLen, now: now, nonces: rand.Reader}
 	for i, key := range keys {
 		if len(key) < MinKeySize {
 			return nil, fmt.Errorf("pagination: key %d is %d bytes; at least %d random bytes are required", i, len(key), MinKeySize)
@@ -318,7 +323,7 @@ func (c *Codec) Encode(v any) (string, error) {
 		nonceSize := key.aead.NonceSize()
 		raw = append(raw, make([]byte, nonceSize)...)
 		nonce := raw[header:]
-		if _, err := rand.Read(nonce); err != nil {
+		if _, err := io.ReadFull(c.nonces, nonce); err != nil {
 			return "", fmt.Errorf("pagination: cursor nonce: %w", err)
 		}
 		raw = key.aead.Seal(raw, nonce, body, raw[:header])
