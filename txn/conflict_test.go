@@ -53,8 +53,18 @@ func TestPostgresSerializationConflictIsRetried(t *testing.T) {
 	bothRead.Add(2)
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
+	finished := [2]chan struct{}{make(chan struct{}), make(chan struct{})}
 	for i := range 2 {
+		// The loser's retry waits for the winner to finish, so that it
+		// cannot collide with it a second time.
+		waitForOther := txn.OnRetry(func(int, error) {
+			select {
+			case <-finished[1-i]:
+			case <-ctx.Done():
+			}
+		})
 		wg.Go(func() {
+			defer close(finished[i])
 			first := true
 			errs[i] = txn.Do(ctx, db, func(ctx context.Context, tx *sql.Tx) error {
 				var n int
@@ -68,7 +78,7 @@ func TestPostgresSerializationConflictIsRetried(t *testing.T) {
 				}
 				_, err := tx.ExecContext(ctx, "INSERT INTO seq (v) VALUES ($1)", n+1)
 				return err
-			}, txn.Isolation(sql.LevelSerializable), txn.Backoff(time.Millisecond, time.Millisecond), log.option())
+			}, txn.Isolation(sql.LevelSerializable), txn.Backoff(time.Millisecond, time.Millisecond), log.option(), waitForOther)
 		})
 	}
 	wg.Wait()

@@ -33,7 +33,7 @@ type config struct {
 	base, max     time.Duration
 	retryIf       []func(error) bool
 	unknownIf     []func(error) bool
-	onRetry       func(attempt int, err error)
+	onRetry       []func(attempt int, err error)
 }
 
 // Isolation sets the isolation level of the outermost transaction, passed to
@@ -113,14 +113,14 @@ func CommitUnknownIf(unknown func(error) bool) Option {
 // OnRetry registers fn, called before each retry, after the failed attempt
 // has been rolled back and before the backoff wait, with the number of the
 // attempt that failed (1 for the first) and its error. It runs on the
-// goroutine that called Do and must not block for long. A nil fn is an
-// error; with several OnRetry options the last one wins.
+// goroutine that called Do, and the wait does not start before it returns.
+// Several OnRetry options all run, in order. A nil fn is an error.
 func OnRetry(fn func(attempt int, err error)) Option {
 	return func(c *config) error {
 		if fn == nil {
 			return errors.New("txn: OnRetry(nil)")
 		}
-		c.onRetry = fn
+		c.onRetry = append(c.onRetry, fn)
 		return nil
 	}
 }
@@ -143,17 +143,19 @@ func Backoff(base, max time.Duration) Option {
 	}
 }
 
-// apply builds a config from the defaults and opts.
-func (c *config) apply(opts []Option) error {
-	c.maxAttempts = DefaultMaxAttempts
-	c.base, c.max = DefaultBackoffBase, DefaultBackoffMax
+// defaults is the config of a Do without options.
+var defaults = config{maxAttempts: DefaultMaxAttempts, base: DefaultBackoffBase, max: DefaultBackoffMax}
+
+// newConfig builds a config from the defaults and opts.
+func newConfig(opts []Option) (*config, error) {
+	c := defaults
 	for _, o := range opts {
 		if o == nil {
-			return errors.New("txn: nil Option")
+			return nil, errors.New("txn: nil Option")
 		}
-		if err := o(c); err != nil {
-			return err
+		if err := o(&c); err != nil {
+			return nil, err
 		}
 	}
-	return nil
+	return &c, nil
 }

@@ -9,13 +9,17 @@ import (
 	"sync"
 )
 
-// ctxKey is the context key under which Do stores the *state of the
-// transaction fn runs in.
+// ctxKey is the context key under which Do's context answers with the
+// *state of the transaction fn runs in.
 type ctxKey struct{}
 
 // state is one attempt of an outermost transaction, shared by every nested
-// Do inside it.
+// Do inside it. It is also the context fn receives: the context given to
+// Do, answering Value(ctxKey{}) with itself, so that carrying the
+// transaction costs no allocation beyond the state.
 type state struct {
+	context.Context // the context given to the outermost Do
+
 	db  *sql.DB
 	tx  *sql.Tx
 	cfg *config // the outermost Do's options: isolation, classifiers
@@ -76,23 +80,29 @@ func Do(ctx context.Context, db *sql.DB, fn func(ctx context.Context, tx *sql.Tx
 	if fn == nil {
 		return errors.New("txn: nil fn")
 	}
-	var cfg config
-	if err := cfg.apply(opts); err != nil {
-		return err
+	// Options are functions that Do cannot see into, so what they are
+	// given lives on the heap; a call without options shares the defaults
+	// and allocates nothing for them. A config is never changed once built.
+	cfg := &defaults
+	if len(opts) > 0 {
+		var err error
+		if cfg, err = newConfig(opts); err != nil {
+			return err
+		}
 	}
 	if st, ok := ctx.Value(ctxKey{}).(*state); ok {
-		return st.nested(ctx, db, fn, &cfg)
+		return st.nested(ctx, db, fn, cfg)
 	}
 	for attempt := 1; ; attempt++ {
-		st, retry, err := run(ctx, db, fn, &cfg)
+		st, retry, err := run(ctx, db, fn, cfg)
 		if err == nil {
 			return runHooks(ctx, st.takeHooks(0), true)
 		}
 		if !retry || attempt >= cfg.maxAttempts || ctx.Err() != nil {
 			return err
 		}
-		if cfg.onRetry != nil {
-			cfg.onRetry(attempt, err)
+		for _, f := range cfg.onRetry {
+			f(attempt, err)
 		}
 		if werr := sleep(ctx, cfg.backoff(attempt)); werr != nil {
 			return fmt.Errorf("txn: %w while waiting to retry after: %w", werr, err)
@@ -114,7 +124,7 @@ func run(ctx context.Context, db *sql.DB, fn func(context.Context, *sql.Tx) erro
 		// begins IMMEDIATE, so a failed BEGIN may be retried too.
 		return nil, cfg.retryable(err), fmt.Errorf("txn: begin: %w", err)
 	}
-	st := &state{db: db, tx: tx, cfg: cfg}
+	st := &state{Context: ctx, db: db, tx: tx, cfg: cfg}
 	returned := false
 	defer func() {
 		if returned {
@@ -126,7 +136,7 @@ func run(ctx context.Context, db *sql.DB, fn func(context.Context, *sql.Tx) erro
 		_ = tx.Rollback()
 		_ = runHooks(ctx, st.takeHooks(0), false)
 	}()
-	err = fn(context.WithValue(ctx, ctxKey{}, st), tx)
+	err = fn(st, tx)
 	returned = true
 
 	doomed := st.end()
@@ -159,6 +169,14 @@ func run(ctx context.Context, db *sql.DB, fn func(context.Context, *sql.Tx) erro
 		return nil, cfg.retryable(err), out
 	}
 	return st, false, nil
+}
+
+// Value returns st for ctxKey{} and asks the context given to Do otherwise.
+func (st *state) Value(key any) any {
+	if key == (ctxKey{}) {
+		return st
+	}
+	return st.Context.Value(key)
 }
 
 // end marks the transaction finished, so that later AfterCommit,
