@@ -29,10 +29,15 @@ func zipfTrace(n int, keySpace uint64, seed uint64) []uint64 {
 	return trace
 }
 
-var benchTrace = zipfTrace(benchTraceLen, benchEntries, 42)
+// benchTrace is made on first use, so that plain test runs do not pay for it.
+var benchTrace []uint64
 
 func filledCache(b *testing.B, opts cache.Options[uint64, uint64]) *cache.Cache[uint64, uint64] {
 	b.Helper()
+	if benchTrace == nil {
+		benchTrace = zipfTrace(benchTraceLen, benchEntries, 42)
+	}
+
 	opts.MaxEntries = 2 * benchEntries // all of the key space fits: every Get is a hit
 	c, err := cache.New(opts)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -15,9 +16,11 @@ import (
 // cache-through loading and stale-while-revalidate. Create one with [New];
 // the zero value is not usable. All methods are safe for concurrent use.
 type Cache[K comparable, V any] struct {
-	shards []shard[K, V]
-	mask   uint64
-	seed   maphash.Seed
+	shards  []shard[K, V]
+	mask    uint64
+	seed    maphash.Seed
+	stripes []stripe // hit and miss counters, picked at random per lookup
+	smask   uint32
 
 	ttl          int64 // nanoseconds; 0 = no expiry
 	jitter       float64
@@ -49,8 +52,12 @@ func New[K comparable, V any](opts Options[K, V]) (*Cache[K, V], error) {
 	if maxEntries == 0 {
 		maxEntries = DefaultMaxEntries
 	}
-	n := shardCount(maxEntries, runtime.GOMAXPROCS(0))
+	procs := runtime.GOMAXPROCS(0)
+	n := shardCount(maxEntries, procs)
+	ns := 1 << bits.Len(uint(procs*4-1))
 	c := &Cache[K, V]{
+		stripes:      make([]stripe, ns),
+		smask:        uint32(ns - 1),
 		shards:       make([]shard[K, V], n),
 		mask:         uint64(n - 1),
 		seed:         maphash.MakeSeed(),
@@ -88,9 +95,22 @@ func shardCount(maxEntries, procs int) int {
 	return n
 }
 
-func (c *Cache[K, V]) shardFor(key K) *shard[K, V] {
-	return &c.shards[maphash.Comparable(c.seed, key)&c.mask]
+// locate returns key's hash and shard.
+func (c *Cache[K, V]) locate(key K) (uint64, *shard[K, V]) {
+	h := maphash.Comparable(c.seed, key)
+	return h, &c.shards[h&c.mask]
 }
+
+// stripe holds a share of the hit and miss counts on a cache line of its
+// own. Each lookup counts itself on a stripe picked at random, so parallel
+// readers rarely write the same line, even when they read the same key.
+type stripe struct {
+	hits, misses atomic.Uint64
+	_            [48]byte
+}
+
+func (c *Cache[K, V]) hit()  { c.stripes[rand.Uint32()&c.smask].hits.Add(1) }
+func (c *Cache[K, V]) miss() { c.stripes[rand.Uint32()&c.smask].misses.Add(1) }
 
 // now is the cache's clock. It is time.Now, so that tests under
 // testing/synctest control it.
@@ -98,26 +118,21 @@ func now() int64 { return time.Now().UnixNano() }
 
 // Get returns the value for key and true when a fresh entry holds one. An
 // expired entry, a cached loader error and an absent key are all misses. Get
-// takes only a shared lock, never allocates, and reads the clock only when
-// the entry has a TTL.
+// takes no lock, never allocates, and reads the clock only when the entry
+// has a TTL.
 func (c *Cache[K, V]) Get(key K) (V, bool) {
-	s := c.shardFor(key)
-	s.mu.RLock()
-	e := s.m[key]
+	h, s := c.locate(key)
+	e := s.find(key, h)
 	if e != nil && e.err == nil && (e.expires == 0 || now() < e.expires) {
 		if e.ref.Load() == 0 {
 			e.ref.Store(1)
 		}
-		v := e.value
-		s.hits.Add(1)
-		s.mu.RUnlock()
-		return v, true
+		c.hit()
+		return e.value, true
 	}
-	s.misses.Add(1)
-	dead := e != nil && e.keepUntil != 0 && now() >= e.keepUntil
-	s.mu.RUnlock()
-	if dead {
-		c.removeIfDead(s, key, e)
+	c.miss()
+	if e != nil && e.keepUntil != 0 && now() >= e.keepUntil {
+		c.removeIfDead(s, e)
 	}
 	var zero V
 	return zero, false
@@ -138,13 +153,13 @@ func (c *Cache[K, V]) SetWithTTL(key K, value V, ttl time.Duration) {
 }
 
 func (c *Cache[K, V]) set(key K, value V, ttl int64) {
-	s := c.shardFor(key)
+	h, s := c.locate(key)
 	var ev evictions[K, V]
 	s.mu.Lock()
 	if cl := s.calls[key]; cl != nil {
 		cl.dropped = true
 	}
-	c.store(s, key, value, nil, ttl, now(), &ev)
+	c.store(s, key, h, value, nil, ttl, now(), &ev)
 	s.mu.Unlock()
 	c.notify(&ev)
 }
@@ -154,13 +169,13 @@ func (c *Cache[K, V]) set(key K, value V, ttl int64) {
 // Delete after a write to the source of truth is never undone by an older
 // load.
 func (c *Cache[K, V]) Delete(key K) bool {
-	s := c.shardFor(key)
+	h, s := c.locate(key)
 	var ev evictions[K, V]
 	s.mu.Lock()
 	if cl := s.calls[key]; cl != nil {
 		cl.dropped = true
 	}
-	e := s.m[key]
+	e := s.find(key, h)
 	if e != nil {
 		s.remove(e)
 		if e.err == nil {
@@ -179,9 +194,9 @@ func (c *Cache[K, V]) Len() int {
 	n := 0
 	for i := range c.shards {
 		s := &c.shards[i]
-		s.mu.RLock()
+		s.mu.Lock()
 		n += len(s.ring)
-		s.mu.RUnlock()
+		s.mu.Unlock()
 	}
 	return n
 }
@@ -249,44 +264,40 @@ func (c *Cache[K, V]) expiry(t, ttl int64) int64 {
 	return t + max(ttl, 1)
 }
 
-// store writes a value (err == nil) or a cached error into s under its
-// write lock, evicting an entry if s is full.
-func (c *Cache[K, V]) store(s *shard[K, V], key K, value V, err error, ttl, t int64, ev *evictions[K, V]) {
-	expires := c.expiry(t, ttl)
-	keepUntil := expires
-	var refreshAt int64
+// store publishes a value (err == nil) or a cached error for key in s,
+// evicting an entry if s is full. Called with s.mu held.
+func (c *Cache[K, V]) store(s *shard[K, V], key K, h uint64, value V, err error, ttl, t int64, ev *evictions[K, V]) {
+	e := &entry[K, V]{key: key, hash: h, value: value, err: err, expires: c.expiry(t, ttl)}
+	e.keepUntil = e.expires
 	if err == nil {
-		if expires != 0 {
-			keepUntil = expires + c.staleIfError
+		if e.expires != 0 {
+			e.keepUntil = e.expires + c.staleIfError
 		}
 		if c.refreshAfter > 0 {
-			refreshAt = t + c.refreshAfter
+			e.refreshAt.Store(t + c.refreshAfter)
 		}
 	}
-	e := s.m[key]
-	if e == nil {
-		e = &entry[K, V]{key: key}
-		if len(s.ring) >= s.capacity {
-			victim, reason := s.victim(t)
-			s.remove(victim)
-			if victim.err == nil {
-				ev.add(c, victim, reason)
-			}
-			c.counters.count(reason)
-		}
-		s.insert(e)
+	if old := s.find(key, h); old != nil {
+		s.replace(old, e)
+		return
 	}
-	e.value, e.err = value, err
-	e.expires, e.keepUntil, e.refreshAt = expires, keepUntil, refreshAt
-	e.refreshing.Store(false)
+	if len(s.ring) >= s.capacity {
+		victim, reason := s.victim(t)
+		s.remove(victim)
+		if victim.err == nil {
+			ev.add(c, victim, reason)
+		}
+		c.counters.count(reason)
+	}
+	s.insert(e)
 }
 
-// removeIfDead drops e from s when it is still key's entry and past its
-// keep-until time.
-func (c *Cache[K, V]) removeIfDead(s *shard[K, V], key K, e *entry[K, V]) {
+// removeIfDead drops e from s when it is still its key's entry and past
+// its keep-until time.
+func (c *Cache[K, V]) removeIfDead(s *shard[K, V], e *entry[K, V]) {
 	var ev evictions[K, V]
 	s.mu.Lock()
-	if s.m[key] == e && e.keepUntil != 0 && now() >= e.keepUntil {
+	if s.find(e.key, e.hash) == e {
 		s.remove(e)
 		c.counters.expirations.Add(1)
 		if e.err == nil {

@@ -80,33 +80,34 @@ func (c *Cache[K, V]) newFlight(ctx context.Context, waiters int, background boo
 	return f, lctx, release
 }
 
-// lookup classifies key's entry under s's read lock. It returns the value or
-// cached error on a hit, and whether the hit is due for a refresh.
+// hit classifies an entry found for a lookup.
 type hit uint8
 
 const (
-	miss hit = iota
-	fresh
-	refreshDue
+	miss       hit = iota // absent or expired
+	fresh                 // serve it
+	refreshDue            // serve it, and reload it in the background
 )
 
-func (c *Cache[K, V]) lookupLocked(s *shard[K, V], key K, t *int64) (e *entry[K, V], h hit) {
-	e = s.m[key]
+// classify says what a lookup that found e (maybe nil) should do. It reads
+// the clock, into *t, only when e has a deadline.
+func classify[K comparable, V any](e *entry[K, V], t *int64) hit {
 	if e == nil {
-		return nil, miss
+		return miss
 	}
-	if e.expires != 0 || e.refreshAt != 0 {
+	refreshAt := e.refreshAt.Load()
+	if e.expires != 0 || refreshAt != 0 {
 		if *t == 0 {
 			*t = now()
 		}
 		if e.expires != 0 && *t >= e.expires {
-			return e, miss
+			return miss
 		}
-		if e.refreshAt != 0 && *t >= e.refreshAt {
-			return e, refreshDue
+		if refreshAt != 0 && *t >= refreshAt {
+			return refreshDue
 		}
 	}
-	return e, fresh
+	return fresh
 }
 
 // GetOrLoad returns key's value from the cache or, on a miss, from loader,
@@ -130,36 +131,31 @@ func (c *Cache[K, V]) GetOrLoad(ctx context.Context, key K, loader Loader[K, V])
 	if loader == nil {
 		return zero, errors.New("cache: nil loader")
 	}
-	s := c.shardFor(key)
+	h, s := c.locate(key)
 	for {
 		var t int64
-		s.mu.RLock()
-		e, h := c.lookupLocked(s, key, &t)
-		if h != miss {
+		e := s.find(key, h)
+		if state := classify(e, &t); state != miss {
 			if e.ref.Load() == 0 {
 				e.ref.Store(1)
 			}
-			v, err := e.value, e.err
-			s.hits.Add(1)
-			s.mu.RUnlock()
-			if h == refreshDue && err == nil {
+			c.hit()
+			if state == refreshDue && e.err == nil {
 				c.counters.staleServed.Add(1)
 				if e.refreshing.CompareAndSwap(false, true) {
-					c.refresh(ctx, s, key, e, loader)
+					c.refresh(ctx, s, key, h, e, loader)
 				}
 			}
-			return v, err
+			return e.value, e.err
 		}
-		s.mu.RUnlock()
 
 		if err := ctx.Err(); err != nil {
-			s.misses.Add(1)
+			c.miss()
 			return zero, err
 		}
 		s.mu.Lock()
 		t = 0
-		_, h = c.lookupLocked(s, key, &t)
-		if h != miss { // filled while we waited for the lock
+		if classify(s.find(key, h), &t) != miss { // filled while we waited for the lock
 			s.mu.Unlock()
 			continue
 		}
@@ -173,7 +169,7 @@ func (c *Cache[K, V]) GetOrLoad(ctx context.Context, key K, loader Loader[K, V])
 				case <-cl.f.done:
 					continue
 				case <-ctx.Done():
-					s.misses.Add(1)
+					c.miss()
 					return zero, ctx.Err()
 				}
 			}
@@ -184,19 +180,19 @@ func (c *Cache[K, V]) GetOrLoad(ctx context.Context, key K, loader Loader[K, V])
 			err := c.goTracked(func() {
 				defer release()
 				v, err := callLoader(lctx, loader, key)
-				c.settle(s, key, cl, v, err, lctx)
+				c.settle(s, key, h, cl, v, err, lctx)
 				c.countLoad(err)
 				close(f.done)
 			})
 			if err != nil {
 				release()
 				s.mu.Unlock()
-				s.misses.Add(1)
+				c.miss()
 				return zero, err
 			}
 			s.calls[key] = cl
 		}
-		s.misses.Add(1)
+		c.miss()
 		s.mu.Unlock()
 		return c.wait(ctx, cl)
 	}
@@ -218,10 +214,10 @@ func (c *Cache[K, V]) wait(ctx context.Context, cl *call[V]) (V, error) {
 }
 
 // refresh starts a background reload of key unless a load is in flight.
-func (c *Cache[K, V]) refresh(ctx context.Context, s *shard[K, V], key K, e *entry[K, V], loader Loader[K, V]) {
+func (c *Cache[K, V]) refresh(ctx context.Context, s *shard[K, V], key K, h uint64, e *entry[K, V], loader Loader[K, V]) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.calls[key] != nil || s.m[key] != e {
+	if s.calls[key] != nil || s.find(key, h) != e {
 		return // the load in flight or the newer entry resets the flag
 	}
 	f, lctx, release := c.newFlight(ctx, 0, true)
@@ -229,7 +225,7 @@ func (c *Cache[K, V]) refresh(ctx context.Context, s *shard[K, V], key K, e *ent
 	err := c.goTracked(func() {
 		defer release()
 		v, err := callLoader(lctx, loader, key)
-		c.settle(s, key, cl, v, err, lctx)
+		c.settle(s, key, h, cl, v, err, lctx)
 		c.countLoad(err)
 		close(f.done)
 	})
@@ -257,7 +253,7 @@ func callLoader[K comparable, V any](ctx context.Context, loader Loader[K, V], k
 // an error, a value still fresh, or expired but within StaleIfError, is
 // kept and handed to the waiters; otherwise the error is cached for
 // NegativeTTL, unless the load was cancelled by the cache itself.
-func (c *Cache[K, V]) settle(s *shard[K, V], key K, cl *call[V], v V, err error, lctx context.Context) {
+func (c *Cache[K, V]) settle(s *shard[K, V], key K, h uint64, cl *call[V], v V, err error, lctx context.Context) {
 	var ev evictions[K, V]
 	s.mu.Lock()
 	if s.calls[key] == cl {
@@ -268,11 +264,11 @@ func (c *Cache[K, V]) settle(s *shard[K, V], key K, cl *call[V], v V, err error,
 	case err == nil:
 		cl.val = v
 		if !cl.dropped {
-			c.store(s, key, v, nil, c.ttl, t, &ev)
+			c.store(s, key, h, v, nil, c.ttl, t, &ev)
 		}
 	default:
 		cl.err = err
-		e := s.m[key]
+		e := s.find(key, h)
 		if e != nil && e.err == nil && !cl.dropped && (e.keepUntil == 0 || t < e.keepUntil) {
 			// Keep serving the old value; try again after NegativeTTL, or
 			// RefreshAfter when no NegativeTTL is set.
@@ -283,7 +279,7 @@ func (c *Cache[K, V]) settle(s *shard[K, V], key K, cl *call[V], v V, err error,
 				if c.negativeTTL > 0 {
 					retry = c.negativeTTL
 				}
-				e.refreshAt = t + retry
+				e.refreshAt.Store(t + retry)
 			}
 			e.refreshing.Store(false)
 			break
@@ -291,7 +287,7 @@ func (c *Cache[K, V]) settle(s *shard[K, V], key K, cl *call[V], v V, err error,
 		cause := context.Cause(lctx)
 		cancelledHere := cause == errAbandoned || cause == ErrClosed
 		if c.negativeTTL > 0 && !cl.dropped && !cancelledHere {
-			c.store(s, key, v, err, c.negativeTTL, t, &ev)
+			c.store(s, key, h, v, err, c.negativeTTL, t, &ev)
 		}
 	}
 	s.mu.Unlock()

@@ -43,6 +43,7 @@ func (c *Cache[K, V]) GetOrLoadMany(ctx context.Context, keys []K, bulk BulkLoad
 		missing []K
 		calls   []*call[V]
 		shards  []*shard[K, V]
+		hashes  []uint64
 		own     *flight
 		lctx    context.Context
 		release func()
@@ -53,21 +54,24 @@ func (c *Cache[K, V]) GetOrLoadMany(ctx context.Context, keys []K, bulk BulkLoad
 			continue
 		}
 		seen[key] = struct{}{}
-		s := c.shardFor(key)
+		h, s := c.locate(key)
 		var t int64
-		s.mu.Lock()
-		e, h := c.lookupLocked(s, key, &t)
-		if h != miss {
+		if e := s.find(key, h); classify(e, &t) != miss {
 			if e.ref.Load() == 0 {
 				e.ref.Store(1)
 			}
-			s.hits.Add(1)
-			v, err := e.value, e.err
-			s.mu.Unlock()
-			keep(key, v, err)
+			c.hit()
+			keep(key, e.value, e.err)
 			continue
 		}
-		s.misses.Add(1)
+		c.miss()
+		s.mu.Lock()
+		t = 0
+		if e := s.find(key, h); classify(e, &t) != miss { // filled meanwhile
+			s.mu.Unlock()
+			keep(key, e.value, e.err)
+			continue
+		}
 		if cl := s.calls[key]; cl != nil {
 			if cl.f.join() {
 				c.counters.coalesced.Add(1)
@@ -91,6 +95,7 @@ func (c *Cache[K, V]) GetOrLoadMany(ctx context.Context, keys []K, bulk BulkLoad
 		missing = append(missing, key)
 		calls = append(calls, cl)
 		shards = append(shards, s)
+		hashes = append(hashes, h)
 	}
 
 	if own != nil {
@@ -101,11 +106,11 @@ func (c *Cache[K, V]) GetOrLoadMany(ctx context.Context, keys []K, bulk BulkLoad
 				v, ok := found[key]
 				switch {
 				case err != nil:
-					c.settle(shards[i], key, calls[i], v, err, lctx)
+					c.settle(shards[i], key, hashes[i], calls[i], v, err, lctx)
 				case !ok:
-					c.settle(shards[i], key, calls[i], v, ErrNotFound, lctx)
+					c.settle(shards[i], key, hashes[i], calls[i], v, ErrNotFound, lctx)
 				default:
-					c.settle(shards[i], key, calls[i], v, nil, lctx)
+					c.settle(shards[i], key, hashes[i], calls[i], v, nil, lctx)
 				}
 			}
 			c.countLoad(err)

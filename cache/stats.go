@@ -36,7 +36,7 @@ func (s Stats) HitRatio() float64 {
 	return float64(s.Hits) / float64(total)
 }
 
-// counters holds the cold-path counters; hits and misses live in the shards.
+// counters holds the cold-path counters; hits and misses live in stripes.
 type counters struct {
 	loads, loadErrors, coalesced, staleServed atomic.Uint64
 	refreshes, evictions, expirations         atomic.Uint64
@@ -50,13 +50,13 @@ func (c *counters) count(r EvictReason) {
 	}
 }
 
-// Stats returns the counters. It reads every shard's hit and miss counters,
-// so it costs O(shards) and takes no lock.
+// Stats returns the counters. It sums the striped hit and miss counters,
+// so it costs O(GOMAXPROCS) and takes no lock.
 func (c *Cache[K, V]) Stats() Stats {
 	var st Stats
-	for i := range c.shards {
-		st.Hits += c.shards[i].hits.Load()
-		st.Misses += c.shards[i].misses.Load()
+	for i := range c.stripes {
+		st.Hits += c.stripes[i].hits.Load()
+		st.Misses += c.stripes[i].misses.Load()
 	}
 	st.Loads = c.counters.loads.Load()
 	st.LoadErrors = c.counters.loadErrors.Load()
