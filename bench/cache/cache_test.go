@@ -9,7 +9,9 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/dgraph-io/ristretto/v2"
 	"github.com/hashicorp/golang-lru/v2/expirable"
@@ -154,6 +156,22 @@ func zipfTrace(n int, keySpace uint64, seed uint64) []uint64 {
 
 var trace = zipfTrace(traceLen, entries, 42)
 
+// cpuTime returns the CPU time this process has used, user and system.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// reportCPU adds cpu-ns/op: CPU time spent per operation across all
+// goroutines. On a machine shared with other work, wall-clock ns/op swings
+// with the load while CPU time per operation stays comparable.
+func reportCPU(b *testing.B, start time.Duration) {
+	b.ReportMetric(float64(cpuTime()-start)/float64(b.N), "cpu-ns/op")
+}
+
 var cursor atomic.Uint64
 
 // traceStart gives each RunParallel goroutine its own place in the trace.
@@ -185,6 +203,7 @@ func BenchmarkGetHitParallel(b *testing.B) {
 			var misses atomic.Int64
 			b.ReportAllocs()
 			b.ResetTimer()
+			cpu := cpuTime()
 			b.RunParallel(func(pb *testing.PB) {
 				i, n := traceStart(), int64(0)
 				for pb.Next() {
@@ -195,6 +214,7 @@ func BenchmarkGetHitParallel(b *testing.B) {
 				}
 				misses.Add(n)
 			})
+			reportCPU(b, cpu)
 			// ristretto's admission policy may refuse part of the fill; the
 			// miss rate shows how much of the "hit" benchmark was not one.
 			b.ReportMetric(100*float64(misses.Load())/float64(b.N), "miss%")
@@ -208,6 +228,7 @@ func BenchmarkSetParallel(b *testing.B) {
 			s := filled(b, lib)
 			b.ReportAllocs()
 			b.ResetTimer()
+			cpu := cpuTime()
 			b.RunParallel(func(pb *testing.PB) {
 				i := traceStart()
 				for pb.Next() {
@@ -215,6 +236,7 @@ func BenchmarkSetParallel(b *testing.B) {
 					i = (i + 1) & (traceLen - 1)
 				}
 			})
+			reportCPU(b, cpu)
 		})
 	}
 }
@@ -225,6 +247,7 @@ func BenchmarkMixed90_10(b *testing.B) {
 			s := filled(b, lib)
 			b.ReportAllocs()
 			b.ResetTimer()
+			cpu := cpuTime()
 			b.RunParallel(func(pb *testing.PB) {
 				i := traceStart()
 				for pb.Next() {
@@ -236,6 +259,7 @@ func BenchmarkMixed90_10(b *testing.B) {
 					i = (i + 1) & (traceLen - 1)
 				}
 			})
+			reportCPU(b, cpu)
 		})
 	}
 }
