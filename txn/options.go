@@ -53,7 +53,9 @@ func Isolation(level sql.IsolationLevel) Option {
 	}
 }
 
-// ReadOnly begins the outermost transaction read-only. In a nested Do it is
+// ReadOnly begins the outermost transaction read-only, which Postgres and
+// MySQL enforce by refusing writes (modernc's SQLite driver ignores it). In a
+// nested Do it is
 // accepted only when the outermost transaction is read-only too; otherwise
 // Do returns ErrNestedOptions.
 func ReadOnly() Option {

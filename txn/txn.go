@@ -67,9 +67,9 @@ type hook struct {
 // transaction must not run concurrently.
 //
 // A nil ctx, db or fn, or an invalid option, is an error returned before
-// anything begins. The cost over a hand-written BeginTx/Commit is two small
-// allocations (the state and the context value); a nested Do adds no
-// allocation for its first 64 savepoints in a transaction.
+// anything begins. Without options the cost over a hand-written
+// BeginTx/Commit is one small allocation; a nested Do adds none for the
+// first 64 savepoints of a transaction.
 func Do(ctx context.Context, db *sql.DB, fn func(ctx context.Context, tx *sql.Tx) error, opts ...Option) error {
 	if ctx == nil {
 		return errors.New("txn: nil context")
