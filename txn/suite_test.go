@@ -270,7 +270,10 @@ var suiteCases = []suiteCase{
 			require.NoError(t, txn.AfterRollback(ctx, add("rollback outer")))
 			err := txn.Do(ctx, db, func(ctx context.Context, tx *sql.Tx) error {
 				require.NoError(t, txn.AfterCommit(ctx, add("commit failed")))
-				require.NoError(t, txn.AfterRollback(ctx, add("rollback failed")))
+				require.NoError(t, txn.AfterRollback(ctx, func(ctx context.Context) {
+					require.Same(t, db, txn.From(ctx, db), "hooks get a ctx without the transaction")
+					add("rollback failed")(ctx)
+				}))
 				require.NoError(t, txn.Do(ctx, db, func(ctx context.Context, tx *sql.Tx) error {
 					return txn.AfterCommit(ctx, add("commit inside failed"))
 				}))

@@ -250,43 +250,55 @@ func (st *state) nested(ctx context.Context, db *sql.DB, fn func(context.Context
 	defer func() {
 		if !returned {
 			// Panic or Goexit: undo this level only; the panic goes on to
-			// the enclosing Do.
-			_ = st.rollbackTo(ctx, sp)
-			_ = runHooks(ctx, st.takeHooks(mark), false)
+			// the enclosing Do. A hook panicking now is dropped.
+			_ = st.undo(ctx, sp, mark, nil)
 		}
 	}()
 	err := fn(ctx, st.tx)
 	returned = true
 
-	if err != nil {
-		if st.cfg.retryable(err) {
-			// The outermost Do rolls everything back, and runs this
-			// level's AfterRollback hooks with the others.
-			st.doom(err)
-			return err
-		}
-		if rerr := st.rollbackTo(ctx, sp); rerr != nil {
-			err = errors.Join(err, rerr)
-		}
-		if herr := runHooks(ctx, st.takeHooks(mark), false); herr != nil {
-			err = errors.Join(err, herr)
+	if err != nil && st.cfg.retryable(err) {
+		st.doom(err)
+	}
+	if doomed := st.doomedBy(); doomed != nil {
+		// The outermost Do rolls the whole attempt back and runs this
+		// level's AfterRollback hooks with the others; the savepoint may
+		// be gone already, and RELEASE would be wasted work.
+		if err == nil {
+			err = doomed
 		}
 		return err
+	}
+	if err != nil {
+		return st.undo(ctx, sp, mark, err)
 	}
 	if _, err := st.tx.ExecContext(ctx, sp.release); err != nil {
 		// In Postgres a statement fn ran and then ignored leaves the
 		// transaction aborted, and RELEASE fails; rolling back to the
 		// savepoint recovers it.
-		err = fmt.Errorf("txn: release savepoint: %w", err)
-		if rerr := st.rollbackTo(ctx, sp); rerr != nil {
-			err = errors.Join(err, rerr)
-		}
-		if herr := runHooks(ctx, st.takeHooks(mark), false); herr != nil {
-			err = errors.Join(err, herr)
-		}
-		return err
+		return st.undo(ctx, sp, mark, fmt.Errorf("txn: release savepoint: %w", err))
 	}
 	return nil
+}
+
+// undo rolls back to savepoint sp, runs the AfterRollback hooks registered
+// since index mark and drops the AfterCommit ones, and returns err joined
+// with whatever went wrong doing so.
+func (st *state) undo(ctx context.Context, sp *savepoint, mark int, err error) error {
+	if rerr := st.rollbackTo(ctx, sp); rerr != nil {
+		err = errors.Join(err, rerr)
+	}
+	if herr := runHooks(st.Context, st.takeHooks(mark), false); herr != nil {
+		err = errors.Join(err, herr)
+	}
+	return err
+}
+
+// doomedBy returns the error that doomed the attempt, or nil.
+func (st *state) doomedBy() error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.doomed
 }
 
 // rollbackTo undoes the work since savepoint sp and then releases it, so that

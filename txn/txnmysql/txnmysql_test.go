@@ -96,6 +96,63 @@ func TestDeadlockIsRetried(t *testing.T) {
 	require.Equal(t, []int{2, 2}, values(t, db), "both transactions applied whole, once")
 }
 
+// TestDeadlockInNestedDoRetriesTheWholeTransaction makes the deadlock
+// happen inside a nested Do whose error the enclosing fn ignores, as a batch
+// would. InnoDB has rolled back the whole transaction, savepoint included,
+// so committing what is left would lose the first update: Do must retry
+// the whole fn instead.
+func TestDeadlockInNestedDoRetriesTheWholeTransaction(t *testing.T) {
+	db := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	var mu sync.Mutex
+	var retried, nestedErrs []error
+	var bothLocked sync.WaitGroup
+	bothLocked.Add(2)
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	for i, order := range [][2]int{{1, 2}, {2, 1}} {
+		wg.Go(func() {
+			first := true
+			errs[i] = txn.Do(ctx, db, func(ctx context.Context, tx *sql.Tx) error {
+				if _, err := tx.ExecContext(ctx, "UPDATE acc SET v = v + 1 WHERE id = ?", order[0]); err != nil {
+					return err
+				}
+				if first {
+					first = false
+					bothLocked.Done()
+					bothLocked.Wait()
+				}
+				err := txn.Do(ctx, db, func(ctx context.Context, tx *sql.Tx) error {
+					_, err := tx.ExecContext(ctx, "UPDATE acc SET v = v + 1 WHERE id = ?", order[1])
+					return err
+				})
+				if err != nil {
+					mu.Lock()
+					nestedErrs = append(nestedErrs, err)
+					mu.Unlock()
+				}
+				return nil // ignored, as a batch reports and goes on
+			}, txn.RetryIf(txnmysql.Retryable), txn.Backoff(time.Millisecond, time.Millisecond),
+				txn.OnRetry(func(_ int, err error) {
+					mu.Lock()
+					retried = append(retried, err)
+					mu.Unlock()
+				}))
+		})
+	}
+	wg.Wait()
+	require.NoError(t, errs[0])
+	require.NoError(t, errs[1])
+	require.Len(t, nestedErrs, 1, "the nested Do returned the deadlock to its caller")
+	require.Len(t, retried, 1)
+	var me *mysql.MySQLError
+	require.ErrorAs(t, retried[0], &me)
+	require.Equal(t, uint16(1213), me.Number)
+	require.Equal(t, []int{2, 2}, values(t, db), "both transactions applied whole, once")
+}
+
 // TestLockWaitTimeoutIsRetried holds a row lock in another transaction
 // until Do's first attempt has timed out waiting for it (error 1205), then
 // lets the retry through.
