@@ -3,6 +3,7 @@ package cache_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -465,4 +466,35 @@ func TestGetOrLoadManyCallerThatCancelsReturnsAtOnce(t *testing.T) {
 		require.ErrorIs(t, err, context.DeadlineExceeded)
 		require.ErrorIs(t, <-loadErr, context.Canceled, "its load had no other waiter")
 	})
+}
+
+func TestGetOrLoadManyBulkMayReorderItsKeys(t *testing.T) {
+	c := newCache(t, cache.Options[int, int]{})
+	defer c.Close()
+	got, err := c.GetOrLoadMany(context.Background(), []int{3, 1, 2}, func(_ context.Context, keys []int) (map[int]int, error) {
+		slices.Sort(keys)
+		slices.Reverse(keys)
+		out := map[int]int{}
+		for _, k := range keys {
+			out[k] = k * 10
+		}
+		return out, nil
+	})
+	require.NoError(t, err)
+	require.Equal(t, map[int]int{1: 10, 2: 20, 3: 30}, got)
+	for k := 1; k <= 3; k++ {
+		v, ok := c.Get(k)
+		require.True(t, ok)
+		require.Equal(t, k*10, v, "key %d stored with its own value", k)
+	}
+}
+
+func TestGetOrLoadManyAfterCloseIsErrClosed(t *testing.T) {
+	c := newCache(t, cache.Options[int, int]{})
+	c.Set(1, 10)
+	c.Close()
+	_, err := c.GetOrLoadMany(context.Background(), []int{1, 2}, func(context.Context, []int) (map[int]int, error) {
+		return nil, errors.New("must not run")
+	})
+	require.ErrorIs(t, err, cache.ErrClosed)
 }

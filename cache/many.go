@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"runtime/debug"
+	"slices"
 )
 
 // GetOrLoadMany returns the values of keys, loading every key that is not
@@ -101,7 +102,9 @@ func (c *Cache[K, V]) GetOrLoadMany(ctx context.Context, keys []K, bulk BulkLoad
 	if own != nil {
 		err := c.goTracked(func() {
 			defer release()
-			found, err := callBulk(lctx, bulk, missing)
+			// bulk gets a copy: it may reorder its argument, while missing
+			// stays aligned with calls, shards and hashes.
+			found, err := callBulk(lctx, bulk, slices.Clone(missing))
 			for i, key := range missing {
 				v, ok := found[key]
 				switch {
@@ -117,6 +120,7 @@ func (c *Cache[K, V]) GetOrLoadMany(ctx context.Context, keys []K, bulk BulkLoad
 			close(own.done)
 		})
 		if err != nil {
+			// Closed: answer any GetOrLoad that joined the flight meanwhile.
 			release()
 			for i, key := range missing {
 				s := shards[i]
@@ -124,8 +128,10 @@ func (c *Cache[K, V]) GetOrLoadMany(ctx context.Context, keys []K, bulk BulkLoad
 				if s.calls[key] == calls[i] {
 					delete(s.calls, key)
 				}
+				calls[i].err = err
 				s.mu.Unlock()
 			}
+			close(own.done)
 			for _, w := range waits {
 				w.cl.f.leave()
 			}
