@@ -35,4 +35,16 @@ var memoryLimiters = []memoryLimiter{
 	{"GCRA", func(l ratelimit.Limit, o ratelimit.Options) (ratelimit.Limiter, error) {
 		return ratelimit.NewGCRA(l, o)
 	}},
+	{"TokenBucket", func(l ratelimit.Limit, o ratelimit.Options) (ratelimit.Limiter, error) {
+		return ratelimit.NewTokenBucket(l, o)
+	}},
+	{"SlidingLog", func(l ratelimit.Limit, o ratelimit.Options) (ratelimit.Limiter, error) {
+		return ratelimit.NewSlidingLog(l, o)
+	}},
+	{"SlidingWindow", func(l ratelimit.Limit, o ratelimit.Options) (ratelimit.Limiter, error) {
+		return ratelimit.NewSlidingWindow(l, o)
+	}},
+	{"Concurrency", func(l ratelimit.Limit, o ratelimit.Options) (ratelimit.Limiter, error) {
+		return ratelimit.NewConcurrency(l.Burst, l.Period, o)
+	}},
 }

@@ -83,8 +83,12 @@ func (l Limit) Validate() error {
 }
 
 // Interval returns the emission interval Period/Rate, rounded up to the
-// nanosecond so that a limiter never admits faster than the Limit says.
+// nanosecond so that a limiter never admits faster than the Limit says. It
+// is 0 for a Rate below 1.
 func (l Limit) Interval() time.Duration {
+	if l.Rate < 1 {
+		return 0
+	}
 	return (l.Period + time.Duration(l.Rate) - 1) / time.Duration(l.Rate)
 }
 

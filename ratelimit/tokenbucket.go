@@ -90,13 +90,33 @@ func (b *TokenBucket) AllowN(ctx context.Context, key string, n int) (Result, er
 	res := Result{
 		Allowed:    ok,
 		Limit:      b.lim,
-		Remaining:  int(math.Floor(tokens)),
+		Remaining:  max(int(math.Floor(tokens)), 0), // float error can dip below 0
 		ResetAfter: b.tokensDuration(float64(b.lim.Burst) - tokens),
 	}
 	if !ok {
-		res.RetryAfter = max(b.tokensDuration(float64(n)-tokens), 1)
+		res.RetryAfter = b.retryAfter(l, now, n, tokens)
 	}
 	return res, nil
+}
+
+// retryAfter returns the exact wait after which l admits n, in
+// x/time/rate's own float arithmetic: it truncates the wait it computes to
+// the nanosecond, so it admits up to a nanosecond before the exact real
+// number. The estimate is nudged until it is the first such nanosecond.
+// l's shard must be locked.
+func (b *TokenBucket) retryAfter(l *rate.Limiter, now time.Time, n int, tokens float64) time.Duration {
+	admits := func(w time.Duration) bool {
+		need := float64(n) - l.TokensAt(now.Add(w))
+		return need <= 0 || time.Duration(need/float64(b.every)*float64(time.Second)) <= 0
+	}
+	w := max(b.tokensDuration(float64(n)-tokens), 1)
+	for i := 0; i < 4 && w > 1 && admits(w-1); i++ {
+		w--
+	}
+	for i := 0; i < 4 && !admits(w); i++ {
+		w++
+	}
+	return w
 }
 
 // tokensDuration is how long the bucket takes to gain tokens, rounded up.

@@ -1,0 +1,40 @@
+// Package redisrate implements the limiters of package ratelimit on Redis,
+// so that many instances of a service share one exact limit.
+//
+// # Algorithms
+//
+//   - [NewGCRA]: the generic cell rate algorithm; one string per key.
+//   - [NewSlidingLog]: an exact sliding log; a sorted set of up to Rate
+//     members per key.
+//   - [NewSlidingWindow]: the approximate sliding-window counter; a hash of
+//     three numbers per key.
+//   - [NewConcurrency]: at most Max holders in flight per key, with
+//     [Concurrency.Acquire] and leases that free a dead holder's slot.
+//
+// All of them return a [Limiter] (Concurrency embeds one), which passes
+// the same conformance suite, ratelimittest.Run, as the in-memory
+// limiters; [Limiter.Wait] blocks until admitted.
+//
+// # One round trip, Redis's clock
+//
+// Each decision is one atomic Lua script sent with EVALSHA (go-redis's
+// Script.Run falls back to EVAL, once per server, if the script is not
+// cached yet). The script reads the time with Redis's TIME, never the
+// caller's clock, so instances whose clocks disagree still share one exact
+// limit. It sets the key's expiry in the same call, so no key outlives its
+// usefulness or is ever left without a TTL.
+//
+// # Keys and Redis Cluster
+//
+// A key k is stored as Options.Prefix + "{" + k + "}". The braces make k the
+// hash tag, so a Redis Cluster keeps each limiter key in one slot; every
+// script touches exactly one key. The limiters take a redis.Scripter, which
+// redis.Client, redis.ClusterClient, redis.Ring and any
+// redis.UniversalClient are.
+//
+// # When Redis fails
+//
+// A Limiter returns Redis's errors as they are. Wrap it with
+// ratelimit.WithFailurePolicy to fail open, fail closed or fall back to an
+// in-memory limiter, with a per-call timeout and a circuit breaker.
+package redisrate

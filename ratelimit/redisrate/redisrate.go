@@ -1,0 +1,208 @@
+package redisrate
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/asynckit/asynckit/ratelimit"
+)
+
+// Options configures a Redis limiter. The zero Options is ready to use.
+type Options struct {
+	// Prefix is put before every key the limiter writes: a key k is stored
+	// as Prefix + "{" + k + "}", hash-tagged so that Redis Cluster maps it
+	// to one slot. Limiters with different limits or algorithms must not
+	// share a prefix. It must not contain '{' or '}'. Defaults to
+	// "ratelimit:gcra:", "ratelimit:log:", "ratelimit:window:" or
+	// "ratelimit:conc:" after the algorithm.
+	Prefix string
+}
+
+// Limiter is a [ratelimit.Limiter] whose state lives in Redis, so that
+// every instance using the same Redis and prefix shares one limit. Each
+// decision is one round trip: one atomic Lua script, sent with EVALSHA
+// (falling back to EVAL once if Redis does not have it cached yet), which
+// reads Redis's clock and sets the key's TTL. Times are kept in
+// microseconds: the emission interval of GCRA is Period/Rate rounded up to
+// the microsecond, and RetryAfter and ResetAfter are exact microseconds.
+//
+// A Limiter is safe for concurrent use and holds no goroutine; closing the
+// client is the caller's business.
+type Limiter struct {
+	c      redis.Scripter
+	lim    ratelimit.Limit
+	prefix string
+	script *redis.Script
+	arg1   int64 // interval, period or lease in µs
+	arg2   int   // burst, rate or max
+}
+
+var _ ratelimit.Limiter = (*Limiter)(nil)
+
+func newLimiter(c redis.Scripter, lim ratelimit.Limit, o Options, algo string, s *redis.Script, arg1 time.Duration, arg2 int) (*Limiter, error) {
+	if c == nil {
+		return nil, errors.New("redisrate: nil Redis client")
+	}
+	if err := lim.Validate(); err != nil {
+		return nil, err
+	}
+	if strings.ContainsAny(o.Prefix, "{}") {
+		return nil, fmt.Errorf("redisrate: prefix %q must not contain braces", o.Prefix)
+	}
+	if o.Prefix == "" {
+		o.Prefix = "ratelimit:" + algo + ":"
+	}
+	return &Limiter{c: c, lim: lim, prefix: o.Prefix, script: s, arg1: ceilMicros(arg1), arg2: arg2}, nil
+}
+
+func ceilMicros(d time.Duration) int64 { return int64((d + time.Microsecond - 1) / time.Microsecond) }
+
+// NewGCRA returns a Limiter running the generic cell rate algorithm in
+// Redis: one string per key holding its theoretical arrival time. Under
+// continuous demand from an empty start it admits exactly
+// Burst + ⌊elapsed / interval⌋, with interval = Period/Rate rounded up to
+// the microsecond. c is any go-redis client (a redis.UniversalClient is a
+// redis.Scripter). It returns an error for a nil client, an invalid lim or
+// a prefix with braces.
+func NewGCRA(c redis.Scripter, lim ratelimit.Limit, o Options) (*Limiter, error) {
+	return newLimiter(c, lim, o, "gcra", gcraScript, lim.Interval(), lim.Burst)
+}
+
+// NewSlidingLog returns a Limiter keeping an exact sliding log in Redis: a
+// sorted set of the admissions in the last Period, at most Rate members.
+// It admits at most Rate units in any span of Period. lim.Burst must equal
+// lim.Rate; other errors are NewGCRA's.
+func NewSlidingLog(c redis.Scripter, lim ratelimit.Limit, o Options) (*Limiter, error) {
+	if lim.Burst != lim.Rate {
+		return nil, fmt.Errorf("%w: a sliding log has no separate burst; got burst %d for rate %d", ratelimit.ErrInvalidLimit, lim.Burst, lim.Rate)
+	}
+	return newLimiter(c, lim, o, "log", logScript, lim.Period, lim.Rate)
+}
+
+// maxExact is 2^53: below it, Lua's doubles hold integers exactly.
+const maxExact = 1 << 53
+
+// NewSlidingWindow returns a Limiter running the sliding-window counter in
+// Redis: a hash of three numbers per key, approximate in the same way as
+// [ratelimit.SlidingWindow]. lim.Burst must equal lim.Rate, and Rate × Period
+// in microseconds must stay below 2^53 so that the script's arithmetic is
+// exact (for a day, a rate of up to about 100 million); other errors are
+// NewGCRA's.
+func NewSlidingWindow(c redis.Scripter, lim ratelimit.Limit, o Options) (*Limiter, error) {
+	if lim.Burst != lim.Rate {
+		return nil, fmt.Errorf("%w: a sliding window has no separate burst; got burst %d for rate %d", ratelimit.ErrInvalidLimit, lim.Burst, lim.Rate)
+	}
+	if lim.Rate > 0 && ceilMicros(lim.Period) > maxExact/int64(lim.Rate) {
+		return nil, fmt.Errorf("%w: rate %d × period %v is too large for exact arithmetic in Redis", ratelimit.ErrInvalidLimit, lim.Rate, lim.Period)
+	}
+	return newLimiter(c, lim, o, "window", windowScript, lim.Period, lim.Rate)
+}
+
+// Limit returns the limit l enforces.
+func (l *Limiter) Limit() ratelimit.Limit { return l.lim }
+
+func (l *Limiter) key(k string) string { return l.prefix + "{" + k + "}" }
+
+// AllowN reports whether key may spend n units now, and spends them if so,
+// in one round trip. It returns the errors of [ratelimit.Limiter], and
+// Redis errors wrapped with %w (context errors among them).
+func (l *Limiter) AllowN(ctx context.Context, key string, n int) (ratelimit.Result, error) {
+	if err := ratelimit.CheckCall(ctx, l.lim, key, n); err != nil {
+		return ratelimit.Result{}, err
+	}
+	return l.run(ctx, key, n, "")
+}
+
+func (l *Limiter) run(ctx context.Context, key string, n int, holder string) (ratelimit.Result, error) {
+	var (
+		vals []int64
+		err  error
+	)
+	if holder == "" && l.script != concScript {
+		vals, err = l.script.Run(ctx, l.c, []string{l.key(key)}, l.arg1, l.arg2, n).Int64Slice()
+	} else {
+		vals, err = l.script.Run(ctx, l.c, []string{l.key(key)}, l.arg1, l.arg2, n, holder).Int64Slice()
+	}
+	if err != nil {
+		return ratelimit.Result{}, fmt.Errorf("redisrate: %w", err)
+	}
+	if len(vals) != 4 {
+		return ratelimit.Result{}, fmt.Errorf("redisrate: script returned %d values, want 4", len(vals))
+	}
+	return ratelimit.Result{
+		Allowed:    vals[0] == 1,
+		Limit:      l.lim,
+		Remaining:  int(vals[1]),
+		RetryAfter: time.Duration(vals[2]) * time.Microsecond,
+		ResetAfter: time.Duration(vals[3]) * time.Microsecond,
+	}, nil
+}
+
+// Wait blocks until key may spend one unit and spends it, sleeping each
+// denial's RetryAfter; see [ratelimit.Wait] for its errors.
+func (l *Limiter) Wait(ctx context.Context, key string) error {
+	_, err := ratelimit.Wait(ctx, l, key, 1)
+	return err
+}
+
+// Concurrency is a Redis limiter of work in flight, shared by every
+// instance: at most Max holders per key, each slot a lease that frees
+// itself after Lease if its holder dies. It is a [Limiter] whose AllowN
+// takes slots that only their lease frees.
+type Concurrency struct {
+	*Limiter
+}
+
+// NewConcurrency returns a Concurrency admitting max holders per key with
+// leases of lease, or an error for a nil client, a max or lease that is
+// not positive, or a prefix with braces.
+func NewConcurrency(c redis.Scripter, max int, lease time.Duration, o Options) (*Concurrency, error) {
+	l, err := newLimiter(c, ratelimit.Limit{Rate: max, Period: lease, Burst: max}, o, "conc", concScript, lease, max)
+	if err != nil {
+		return nil, err
+	}
+	return &Concurrency{l}, nil
+}
+
+// Acquire takes one slot of key in one round trip and returns the func
+// that gives it back (one more round trip; it uses a fresh, bounded
+// context and reports its error). A holder is a random 128-bit name, so a
+// late release never frees someone else's slot. When no slot is free,
+// Acquire returns a no-op release, the denying Result and
+// [ratelimit.ErrNotAcquired].
+func (c *Concurrency) Acquire(ctx context.Context, key string) (release func() error, res ratelimit.Result, err error) {
+	noop := func() error { return nil }
+	if err := ratelimit.CheckCall(ctx, c.lim, key, 1); err != nil {
+		return noop, ratelimit.Result{}, err
+	}
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // never fails, as documented by crypto/rand
+	holder := "h-" + hex.EncodeToString(b[:])
+	res, err = c.run(ctx, key, 1, holder)
+	if err != nil {
+		return noop, res, err
+	}
+	if !res.Allowed {
+		return noop, res, ratelimit.ErrNotAcquired
+	}
+	k := c.key(key)
+	return func() error {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+		defer cancel()
+		if err := releaseScript.Run(ctx, c.c, []string{k}, holder).Err(); err != nil {
+			return fmt.Errorf("redisrate: release %s: %w", strconv.Quote(key), err)
+		}
+		return nil
+	}, res, nil
+}
+
+// releaseTimeout bounds a release's round trip.
+const releaseTimeout = 5 * time.Second
