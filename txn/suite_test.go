@@ -231,6 +231,7 @@ var suiteCases = []suiteCase{
 		ctx := context.Background()
 		require.Same(t, db, txn.From(ctx, db))
 		err := txn.Do(ctx, db, func(ctx context.Context, tx *sql.Tx) error {
+			require.Equal(t, "context.Background.WithTransaction", fmt.Sprint(ctx))
 			require.Same(t, tx, txn.From(ctx, db))
 			require.Same(t, other, txn.From(ctx, other), "a transaction on another db is not used")
 			return txn.Do(ctx, db, func(ctx context.Context, inner *sql.Tx) error {

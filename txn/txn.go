@@ -179,6 +179,12 @@ func (st *state) Value(key any) any {
 	return st.Context.Value(key)
 }
 
+// String names the context for logs, as the context package's own do,
+// without reading the state that other goroutines may be changing.
+func (st *state) String() string {
+	return fmt.Sprint(st.Context) + ".WithTransaction"
+}
+
 // end marks the transaction finished, so that later AfterCommit,
 // AfterRollback and nested Do calls get ErrTxDone, and returns the error that
 // doomed it, if any.
