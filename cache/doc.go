@@ -33,7 +33,7 @@
 // nothing shared. Entries are immutable once published (a Set publishes a
 // new one with an atomic store), tables are probed with atomic loads, the
 // entry's CLOCK reference bit is set only when it is clear, and hits and
-// misses are counted on one of several padded counters picked at random.
+// misses are counted on one of many padded counters chosen by the hash.
 // A hit never allocates. Eviction is CLOCK, an approximation of LRU: the
 // sweep gives each recently used entry a second chance, and takes expired
 // entries before any live one. On a Zipf trace its hit ratio is on par

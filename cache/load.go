@@ -139,7 +139,7 @@ func (c *Cache[K, V]) GetOrLoad(ctx context.Context, key K, loader Loader[K, V])
 			if e.ref.Load() == 0 {
 				e.ref.Store(1)
 			}
-			c.hit()
+			c.hit(h)
 			if state == refreshDue && e.err == nil {
 				c.counters.staleServed.Add(1)
 				if e.refreshing.CompareAndSwap(false, true) {
@@ -150,7 +150,7 @@ func (c *Cache[K, V]) GetOrLoad(ctx context.Context, key K, loader Loader[K, V])
 		}
 
 		if err := ctx.Err(); err != nil {
-			c.miss()
+			c.miss(h)
 			return zero, err
 		}
 		s.mu.Lock()
@@ -169,7 +169,7 @@ func (c *Cache[K, V]) GetOrLoad(ctx context.Context, key K, loader Loader[K, V])
 				case <-cl.f.done:
 					continue
 				case <-ctx.Done():
-					c.miss()
+					c.miss(h)
 					return zero, ctx.Err()
 				}
 			}
@@ -187,12 +187,12 @@ func (c *Cache[K, V]) GetOrLoad(ctx context.Context, key K, loader Loader[K, V])
 			if err != nil {
 				release()
 				s.mu.Unlock()
-				c.miss()
+				c.miss(h)
 				return zero, err
 			}
 			s.calls[key] = cl
 		}
-		c.miss()
+		c.miss(h)
 		s.mu.Unlock()
 		return c.wait(ctx, cl)
 	}

@@ -61,11 +61,11 @@ func (c *Cache[K, V]) GetOrLoadMany(ctx context.Context, keys []K, bulk BulkLoad
 			if e.ref.Load() == 0 {
 				e.ref.Store(1)
 			}
-			c.hit()
+			c.hit(h)
 			keep(key, e.value, e.err)
 			continue
 		}
-		c.miss()
+		c.miss(h)
 		s.mu.Lock()
 		t = 0
 		if e := s.find(key, h); classify(e, &t) != miss { // filled meanwhile
