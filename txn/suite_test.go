@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -86,6 +88,39 @@ var suiteCases = []suiteCase{
 		require.Equal(t, []int{}, d.ids(t, db))
 		require.True(t, rolledBack.Load(), "AfterRollback hooks run when fn panics")
 		require.Zero(t, db.Stats().InUse)
+	}},
+	{name: "runtime.Goexit in fn rolls back and releases the connection", run: func(t *testing.T, d dialect) {
+		db := d.setup(t)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_ = txn.Do(context.Background(), db, func(ctx context.Context, tx *sql.Tx) error {
+				if err := d.insert(ctx, db, 1); err != nil {
+					return err
+				}
+				runtime.Goexit() // what t.FailNow does
+				return nil
+			}, d.opts...)
+		}()
+		<-done
+		require.Equal(t, []int{}, d.ids(t, db))
+		require.Zero(t, db.Stats().InUse)
+	}},
+	{name: "hooks registered from several goroutines inside fn all run", run: func(t *testing.T, d dialect) {
+		db := d.setup(t)
+		var ran atomic.Int64
+		err := txn.Do(context.Background(), db, func(ctx context.Context, tx *sql.Tx) error {
+			var wg sync.WaitGroup
+			for range 10 {
+				wg.Go(func() {
+					require.NoError(t, txn.AfterCommit(ctx, func(context.Context) { ran.Add(1) }))
+				})
+			}
+			wg.Wait()
+			return nil
+		}, d.opts...)
+		require.NoError(t, err)
+		require.Equal(t, int64(10), ran.Load())
 	}},
 	{name: "nested three deep with an inner failure keeps the outer work", run: func(t *testing.T, d dialect) {
 		db := d.setup(t)
@@ -310,13 +345,15 @@ var suiteCases = []suiteCase{
 	{name: "a panicking hook neither loses the commit nor stops the others", run: func(t *testing.T, d dialect) {
 		db := d.setup(t)
 		var got []string
+		calls := 0
 		err := txn.Do(context.Background(), db, func(ctx context.Context, tx *sql.Tx) error {
+			calls++
 			require.NoError(t, d.insert(ctx, db, 1))
 			require.NoError(t, txn.AfterCommit(ctx, func(context.Context) { got = append(got, "first") }))
 			require.NoError(t, txn.AfterCommit(ctx, func(context.Context) { panic(errBoom) }))
 			require.NoError(t, txn.AfterCommit(ctx, func(context.Context) { got = append(got, "last") }))
 			return nil
-		}, d.opts...)
+		}, d.with(txn.RetryIf(func(error) bool { return true }), txn.Backoff(time.Millisecond, time.Millisecond))...)
 		var he *txn.HookError
 		require.ErrorAs(t, err, &he)
 		require.True(t, he.Committed)
@@ -325,6 +362,7 @@ var suiteCases = []suiteCase{
 		require.ErrorIs(t, err, errBoom, "a panic value that is an error is reachable")
 		require.Equal(t, []string{"first", "last"}, got)
 		require.Equal(t, []int{1}, d.ids(t, db))
+		require.Equal(t, 1, calls, "a committed transaction is never retried")
 	}},
 	{name: "hooks and work from a failed attempt never survive the retry", run: func(t *testing.T, d dialect) {
 		db := d.setup(t)
