@@ -150,6 +150,10 @@ func TestDo(t *testing.T) {
 		require.ErrorAs(t, err, &pe)
 		require.ErrorIs(t, err, errBoom)
 	})
+	t.Run("a nil ctx is an error", func(t *testing.T) {
+		var nilCtx context.Context
+		require.EqualError(t, fanout.Do(nilCtx, []func(context.Context) error{ok}), "fanout: nil Context")
+	})
 	t.Run("a nil function is an error and nothing runs", func(t *testing.T) {
 		var tr tracker
 		err := fanout.Do(t.Context(), []func(context.Context) error{
