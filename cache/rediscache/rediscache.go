@@ -143,8 +143,11 @@ func (c *Cache[K, V]) channel() string             { return c.ns + "invalidate" 
 // OnError, and the lookup goes on to the loader: it never fails a read the
 // loader can serve. A nil ctx or loader is an error.
 func (c *Cache[K, V]) GetOrLoad(ctx context.Context, key K, loader cache.Loader[K, V]) (V, error) {
+	var zero V
+	if ctx == nil {
+		return zero, errors.New("rediscache: nil context")
+	}
 	if loader == nil {
-		var zero V
 		return zero, errors.New("rediscache: nil loader")
 	}
 	skey := c.key(key)

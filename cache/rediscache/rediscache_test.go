@@ -166,6 +166,16 @@ func TestLoaderErrorReachesTheCallerAndIsNotStored(t *testing.T) {
 	require.Zero(t, n)
 	_, err = c.GetOrLoad(ctx, 1, nil)
 	require.ErrorContains(t, err, "rediscache: nil loader")
+	//lint:ignore SA1012 a nil context is the bad input under test
+	_, err = c.GetOrLoad(nil, 1, func(context.Context, int) (user, error) { return user{}, nil })
+	require.ErrorContains(t, err, "rediscache: nil context")
+	//lint:ignore SA1012 a nil context is the bad input under test
+	require.ErrorContains(t, c.Set(nil, 1, user{}), "rediscache: nil context")
+	//lint:ignore SA1012 a nil context is the bad input under test
+	require.ErrorContains(t, c.Delete(nil, 1), "rediscache: nil context")
+	//lint:ignore SA1012 a nil context is the bad input under test
+	_, _, err = c.Get(nil, 1)
+	require.ErrorContains(t, err, "rediscache: nil context")
 }
 
 func TestDeleteInvalidatesEveryInstance(t *testing.T) {
@@ -309,4 +319,31 @@ func TestLockIsReleasedOnlyByItsOwner(t *testing.T) {
 	owner, err := client.Get(ctx, ns+"l:3").Result()
 	require.NoError(t, err)
 	require.Equal(t, "someone-else", owner)
+}
+
+func TestFailedLoadReleasesTheLockForTheNextInstance(t *testing.T) {
+	client, ns := setup(t)
+	ctx := context.Background()
+	opts := rediscache.Options[int, user]{Client: client, Namespace: ns, TTL: time.Minute, LockTTL: 10 * time.Second}
+	a, b := newTier(t, opts), newTier(t, opts)
+	errDown := errors.New("db down")
+	var loads atomic.Int32
+	load := func(_ context.Context, id int) (user, error) {
+		if loads.Add(1) == 1 {
+			time.Sleep(100 * time.Millisecond)
+			return user{}, errDown
+		}
+		return user{ID: id, Name: "second try"}, nil
+	}
+	aErr := make(chan error, 1)
+	go func() { _, err := a.GetOrLoad(ctx, 4, load); aErr <- err }()
+	require.Eventually(t, func() bool { return loads.Load() == 1 }, 5*time.Second, time.Millisecond)
+	start := time.Now()
+	u, err := b.GetOrLoad(ctx, 4, load)
+	require.NoError(t, err)
+	require.Equal(t, "second try", u.Name)
+	require.Less(t, time.Since(start), 5*time.Second, "b took over when a released the lock, not when it expired")
+	require.ErrorIs(t, <-aErr, errDown)
+	require.Equal(t, int32(2), loads.Load())
+	require.Equal(t, uint64(1), b.Stats().LockWaits)
 }
