@@ -19,7 +19,7 @@ type Cache[K comparable, V any] struct {
 	shards  []shard[K, V]
 	mask    uint64
 	seed    maphash.Seed
-	stripes []stripe // hit and miss counters, picked at random per lookup
+	stripes []stripe // hit and miss counters, chosen by key hash
 	smask   uint32
 
 	ttl          int64 // nanoseconds; 0 = no expiry
