@@ -49,6 +49,17 @@
 // 400, never a shared key. [Shadow] with [OnDecision] records decisions
 // without enforcing them.
 //
+// # When the store fails
+//
+// [WithFailurePolicy] wraps a limiter whose store can fail (a Redis limiter
+// from redisrate) in a [Guarded] limiter: each call gets a timeout, a circuit
+// breaker stops calling a store that keeps failing and probes it again after
+// a while, and meanwhile the [FailurePolicy] answers — [FailOpen] (the
+// default, so that an outage of the limiter's store does not become an outage
+// of the service), [FailClosed], or [Fallback] to an in-memory limiter that
+// takes its share of the limit across a stated number of replicas.
+// [FailureOptions].Observe sees every decision, error and fallback.
+//
 // # Waiting
 //
 // [Wait] blocks until any Limiter admits a request, honouring ctx.

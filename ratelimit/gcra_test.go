@@ -254,3 +254,39 @@ func TestGCRAEvictsLeastRecentlyUsedKey(t *testing.T) {
 		require.True(t, res.Allowed, "b was evicted and starts afresh")
 	})
 }
+
+func TestWithFailurePolicyRejectsBadInput(t *testing.T) {
+	t.Parallel()
+	g, err := ratelimit.NewGCRA(ratelimit.PerMinute(10), ratelimit.Options{})
+	require.NoError(t, err)
+	small, err := ratelimit.NewGCRA(ratelimit.PerMinute(2), ratelimit.Options{})
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		name  string
+		store ratelimit.Limiter
+		p     ratelimit.FailurePolicy
+		o     ratelimit.FailureOptions
+	}{
+		{"nil store", nil, ratelimit.FailOpen, ratelimit.FailureOptions{}},
+		{"negative timeout", g, ratelimit.FailOpen, ratelimit.FailureOptions{Timeout: -1}},
+		{"negative failures", g, ratelimit.FailClosed, ratelimit.FailureOptions{Failures: -1}},
+		{"negative open time", g, ratelimit.FailClosed, ratelimit.FailureOptions{OpenFor: -time.Second}},
+		{"fallback to nil", g, ratelimit.Fallback(nil, 1), ratelimit.FailureOptions{}},
+		{"fallback with no replicas", g, ratelimit.Fallback(g, 0), ratelimit.FailureOptions{}},
+		{"fallback burst below replicas", g, ratelimit.Fallback(small, 3), ratelimit.FailureOptions{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ratelimit.WithFailurePolicy(tc.store, tc.p, tc.o)
+			require.Error(t, err)
+		})
+	}
+	// A healthy store decides; bad calls stay errors.
+	guarded, err := ratelimit.WithFailurePolicy(g, ratelimit.FailOpen, ratelimit.FailureOptions{})
+	require.NoError(t, err)
+	res, err := guarded.AllowN(context.Background(), "k", 1)
+	require.NoError(t, err)
+	require.Equal(t, 9, res.Remaining)
+	_, err = guarded.AllowN(context.Background(), "k", 11)
+	require.ErrorIs(t, err, ratelimit.ErrCostExceedsBurst)
+	require.Equal(t, "fell back", ratelimit.FellBack.String())
+}

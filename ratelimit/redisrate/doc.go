@@ -36,5 +36,7 @@
 //
 // A Limiter returns Redis's errors as they are. Wrap it with
 // ratelimit.WithFailurePolicy to fail open, fail closed or fall back to an
-// in-memory limiter, with a per-call timeout and a circuit breaker.
+// in-memory limiter, with a per-call timeout and a circuit breaker. go-redis
+// honours a call's ctx deadline only with Options.ContextTimeoutEnabled set;
+// set it, or a slow Redis holds each call for the client's ReadTimeout.
 package redisrate
