@@ -58,6 +58,9 @@ type Task struct {
 	// Timeout is the per-attempt limit set with the Timeout option; zero
 	// means the Runner's default.
 	Timeout time.Duration
+	// ClaimToken, set by Claim, identifies this claim of the task in the
+	// updates that follow (Progress, Heartbeat, Finish, Retry, Release).
+	ClaimToken int64
 	// LeaseUntil, set by Claim in a store that uses leases, is when the
 	// claim lapses unless renewed with Heartbeat. Zero means no lease: the
 	// claim holds until the attempt ends.

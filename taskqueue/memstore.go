@@ -30,7 +30,7 @@ type MemoryOptions struct {
 // MemoryStore is the in-process Store: fast, bounded, and gone with the
 // process. It is the Store a Runner uses when Options.Store is nil.
 //
-// Costs: Insert, Claim, Cancel and the per-attempt updates are O(log n) or
+// Costs: Insert, Claim, Cancel and the per-claim updates are O(log n) or
 // better (n the tasks held); List scans from its position and skips tasks
 // that do not match the filter; DeleteFinishedBefore is O(deleted). Memory is
 // bounded by QueueSize waiting tasks plus the finished tasks kept until they
@@ -101,12 +101,12 @@ func (s *MemoryStore) lookup(id string) (*memTask, error) {
 	return mt, nil
 }
 
-func (s *MemoryStore) held(id string, attempt int) (*memTask, error) {
+func (s *MemoryStore) held(id string, claim int64) (*memTask, error) {
 	mt, err := s.lookup(id)
 	if err != nil {
 		return nil, err
 	}
-	if mt.Status != StatusRunning || mt.Attempt != attempt {
+	if mt.Status != StatusRunning || mt.ClaimToken != claim {
 		return nil, ErrLeaseLost
 	}
 	return mt, nil
@@ -152,6 +152,7 @@ func (s *MemoryStore) Insert(ctx context.Context, t Task) (Info, bool, error) {
 	mt.StartedAt, mt.FinishedAt = time.Time{}, time.Time{}
 	mt.Result, mt.Error, mt.Progress = nil, "", Progress{}
 	mt.RunAt = mt.RunAt.Round(0)
+	mt.ClaimToken = 0
 	s.counts[StatusPending]++
 	s.tasks[mt.ID] = mt
 	s.peak = max(s.peak, len(s.tasks))
@@ -269,6 +270,7 @@ func (s *MemoryStore) Claim(ctx context.Context, kinds []string) (Task, error) {
 		s.promote(n)
 		if mt := s.popReady(kinds); mt != nil {
 			mt.Attempt++
+			mt.ClaimToken++
 			mt.StartedAt = n
 			s.setStatus(mt, StatusRunning)
 			t := mt.Task
@@ -344,10 +346,10 @@ func (s *MemoryStore) handOn() {
 
 // Heartbeat implements Store. Claims in a MemoryStore carry no lease, so it
 // only reports a cancel request.
-func (s *MemoryStore) Heartbeat(ctx context.Context, id string, attempt int) (bool, error) {
+func (s *MemoryStore) Heartbeat(ctx context.Context, id string, claim int64) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	mt, err := s.held(id, attempt)
+	mt, err := s.held(id, claim)
 	if err != nil {
 		return false, err
 	}
@@ -355,10 +357,10 @@ func (s *MemoryStore) Heartbeat(ctx context.Context, id string, attempt int) (bo
 }
 
 // Progress implements Store.
-func (s *MemoryStore) Progress(ctx context.Context, id string, attempt int, p Progress) error {
+func (s *MemoryStore) Progress(ctx context.Context, id string, claim int64, p Progress) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	mt, err := s.held(id, attempt)
+	mt, err := s.held(id, claim)
 	if err != nil {
 		return err
 	}
@@ -367,13 +369,13 @@ func (s *MemoryStore) Progress(ctx context.Context, id string, attempt int, p Pr
 }
 
 // Finish implements Store.
-func (s *MemoryStore) Finish(ctx context.Context, id string, attempt int, o Outcome) (Info, error) {
+func (s *MemoryStore) Finish(ctx context.Context, id string, claim int64, o Outcome) (Info, error) {
 	if !o.Status.Terminal() {
 		return Info{}, errors.New("taskqueue: Finish needs a terminal status")
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	mt, err := s.held(id, attempt)
+	mt, err := s.held(id, claim)
 	if err != nil {
 		return Info{}, err
 	}
@@ -395,13 +397,13 @@ func (s *MemoryStore) finish(mt *memTask, o Outcome, n time.Time) {
 }
 
 // Retry implements Store.
-func (s *MemoryStore) Retry(ctx context.Context, id string, attempt int, delay time.Duration, errMsg string) (Info, error) {
+func (s *MemoryStore) Retry(ctx context.Context, id string, claim int64, delay time.Duration, errMsg string) (Info, error) {
 	if delay < 0 {
 		return Info{}, errors.New("taskqueue: negative retry delay")
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	mt, err := s.held(id, attempt)
+	mt, err := s.held(id, claim)
 	if err != nil {
 		return Info{}, err
 	}
@@ -418,10 +420,10 @@ func (s *MemoryStore) Retry(ctx context.Context, id string, attempt int, delay t
 }
 
 // Release implements Store.
-func (s *MemoryStore) Release(ctx context.Context, id string, attempt int) (Info, error) {
+func (s *MemoryStore) Release(ctx context.Context, id string, claim int64) (Info, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	mt, err := s.held(id, attempt)
+	mt, err := s.held(id, claim)
 	if err != nil {
 		return Info{}, err
 	}

@@ -30,7 +30,7 @@ type Runner struct {
 
 	mu            sync.Mutex // guards slots and cancelPending
 	slots         []runSlot
-	cancelPending map[string]int // id → attempt, cancels that beat their worker's registration
+	cancelPending map[string]struct{} // cancels that beat their worker's registration
 
 	stopClaims  context.CancelFunc
 	stopAll     context.CancelCauseFunc
@@ -49,9 +49,8 @@ const (
 )
 
 type runSlot struct {
-	id      string
-	attempt int
-	cancel  context.CancelCauseFunc
+	id     string
+	cancel context.CancelCauseFunc
 }
 
 // handler runs one attempt on an encoded payload and returns the encoded
@@ -69,7 +68,7 @@ func New(opts Options) (*Runner, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Runner{opts: o, store: o.Store, cancelPending: make(map[string]int), storeCtx: context.Background()}
+	r := &Runner{opts: o, store: o.Store, cancelPending: make(map[string]struct{}), storeCtx: context.Background()}
 	r.handlers.Store(&map[string]handler{})
 	r.hub.subs = make(map[string][]*subscription)
 	return r, nil
@@ -314,25 +313,29 @@ func (r *Runner) Cancel(ctx context.Context, id string) error {
 	case err != nil:
 		return err
 	case info.Status == StatusRunning:
-		r.cancelLocal(id, info.Attempt)
+		r.cancelLocal(id)
 	default:
 		r.finished(info)
 	}
 	return nil
 }
 
-// cancelLocal cancels the handler running attempt of id on this Runner, or
+// cancelLocal cancels the handler running id on this Runner, or
 // remembers the request for the worker that has claimed it but not yet
 // registered it. A task running on another process learns of it through
 // Store.Heartbeat.
-func (r *Runner) cancelLocal(id string, attempt int) {
+func (r *Runner) cancelLocal(id string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	found := false
 	for _, s := range r.slots {
-		if s.cancel != nil && s.id == id && s.attempt == attempt {
+		if s.cancel != nil && s.id == id {
 			s.cancel(ErrCanceled)
-			return
+			found = true
 		}
+	}
+	if found {
+		return
 	}
 	if len(r.cancelPending) >= max(64, 4*len(r.slots)) {
 		for k := range r.cancelPending { // bounded: forget an arbitrary old request
@@ -340,7 +343,7 @@ func (r *Runner) cancelLocal(id string, attempt int) {
 			break
 		}
 	}
-	r.cancelPending[id] = attempt
+	r.cancelPending[id] = struct{}{}
 }
 
 // finished publishes a terminal Info and calls OnFinish.

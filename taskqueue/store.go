@@ -10,12 +10,14 @@ import (
 // several processes implements the same interface and passes the same
 // conformance suite, taskqueuetest.Run.
 //
-// Every method is safe for concurrent use. Methods that take an id and an
-// attempt change a task only while that attempt holds it (status running,
-// same attempt number) and otherwise return ErrLeaseLost, so a late or
-// duplicate update from a lapsed attempt never overwrites newer state. A
-// store that records a cancel request for a running task (see Cancel) turns
-// that attempt's Finish, Retry and Release into a cancellation.
+// Every method is safe for concurrent use. Claim gives each claim of a task
+// a ClaimToken that no other claim of that task shares (not the attempt
+// number, which Release gives back). Methods that take an id and a claim
+// token change a task only while that claim holds it (status running, same
+// token) and otherwise return ErrLeaseLost, so a late or duplicate update
+// from a lapsed claim never overwrites newer state. A store that records a
+// cancel request for a running task (see Cancel) turns that claim's Finish,
+// Retry and Release into a cancellation.
 type Store interface {
 	// Insert stores t as a pending task due at t.RunAt (at once when zero).
 	// The store sets CreatedAt; the Runner has filled ID, Kind, MaxAttempts,
@@ -26,30 +28,31 @@ type Store interface {
 	Insert(ctx context.Context, t Task) (info Info, inserted bool, err error)
 
 	// Claim waits until a pending task of one of kinds is due, marks it
-	// running (Attempt one higher, StartedAt now), and returns it. Tasks
+	// running (Attempt one higher, StartedAt now, a new ClaimToken), and
+	// returns it. Tasks
 	// that are due are claimed oldest RunAt first. It returns ctx's error
 	// when ctx ends first.
 	Claim(ctx context.Context, kinds []string) (Task, error)
 
-	// Heartbeat renews the lease of a running attempt and reports whether
+	// Heartbeat renews the lease of a running claim and reports whether
 	// the task's cancellation was requested with Cancel.
-	Heartbeat(ctx context.Context, id string, attempt int) (cancelRequested bool, err error)
+	Heartbeat(ctx context.Context, id string, claim int64) (cancelRequested bool, err error)
 
 	// Progress records the progress of a running attempt.
-	Progress(ctx context.Context, id string, attempt int, p Progress) error
+	Progress(ctx context.Context, id string, claim int64, p Progress) error
 
 	// Finish ends a running attempt, and so the task, with o. If the task's
 	// cancellation was requested it ends canceled whatever o says.
-	Finish(ctx context.Context, id string, attempt int, o Outcome) (Info, error)
+	Finish(ctx context.Context, id string, claim int64, o Outcome) (Info, error)
 
 	// Retry ends a failed running attempt: the task is pending again, due
 	// after delay, with errMsg as its Error.
-	Retry(ctx context.Context, id string, attempt int, delay time.Duration, errMsg string) (Info, error)
+	Retry(ctx context.Context, id string, claim int64, delay time.Duration, errMsg string) (Info, error)
 
 	// Release gives a running attempt back without counting it: the task is
 	// pending again, due at once, with Attempt one lower. The Runner
 	// releases the tasks it was running when it is shut down.
-	Release(ctx context.Context, id string, attempt int) (Info, error)
+	Release(ctx context.Context, id string, claim int64) (Info, error)
 
 	// Cancel cancels a task. A pending task is canceled at once. For a
 	// running task the request is recorded and the task is returned still

@@ -62,11 +62,11 @@ func (r *Runner) run(i int, t *Task, wctx, all context.Context) {
 		ctx, stop = context.WithTimeoutCause(ctx, timeout, &timeoutError{timeout})
 		defer stop()
 	}
-	job := &Job{r: r, id: t.ID, kind: t.Kind, attempt: t.Attempt, maxAttempts: t.MaxAttempts, progress: t.Progress}
+	job := &Job{r: r, id: t.ID, kind: t.Kind, attempt: t.Attempt, claim: t.ClaimToken, maxAttempts: t.MaxAttempts, progress: t.Progress}
 	r.mu.Lock()
-	r.slots[i] = runSlot{id: t.ID, attempt: t.Attempt, cancel: cancel}
+	r.slots[i] = runSlot{id: t.ID, cancel: cancel}
 	if len(r.cancelPending) > 0 {
-		if a, ok := r.cancelPending[t.ID]; ok && a == t.Attempt {
+		if _, ok := r.cancelPending[t.ID]; ok {
 			delete(r.cancelPending, t.ID)
 			cancel(ErrCanceled)
 		}
@@ -131,14 +131,14 @@ func (r *Runner) record(t *Task, ctx, all context.Context, res json.RawMessage, 
 	cause := context.Cause(ctx)
 	switch {
 	case errors.Is(cause, ErrCanceled):
-		return r.store.Finish(sctx, t.ID, t.Attempt, Outcome{Status: StatusCanceled, Error: ErrCanceled.Error()})
+		return r.store.Finish(sctx, t.ID, t.ClaimToken, Outcome{Status: StatusCanceled, Error: ErrCanceled.Error()})
 	case err == nil && len(res) > r.opts.MaxPayloadBytes:
 		err = Permanent(fmt.Errorf("taskqueue: result of %d bytes exceeds MaxPayloadBytes %d", len(res), r.opts.MaxPayloadBytes))
 	case err == nil:
-		return r.store.Finish(sctx, t.ID, t.Attempt, Outcome{Status: StatusSucceeded, Result: res})
+		return r.store.Finish(sctx, t.ID, t.ClaimToken, Outcome{Status: StatusSucceeded, Result: res})
 	case all.Err() != nil && !panicked:
 		// Interrupted by Shutdown (or Start's ctx): not the task's fault.
-		info, serr := r.store.Release(sctx, t.ID, t.Attempt)
+		info, serr := r.store.Release(sctx, t.ID, t.ClaimToken)
 		if serr == nil {
 			r.interrupted.Add(1)
 		}
@@ -155,9 +155,9 @@ func (r *Runner) record(t *Task, ctx, all context.Context, res json.RawMessage, 
 		r.opts.Logger.Debug("taskqueue: attempt failed", "id", t.ID, "kind", t.Kind, "attempt", t.Attempt, "err", msg)
 	}
 	if IsPermanent(err) || t.Attempt >= t.MaxAttempts {
-		return r.store.Finish(sctx, t.ID, t.Attempt, Outcome{Status: StatusFailed, Error: msg})
+		return r.store.Finish(sctx, t.ID, t.ClaimToken, Outcome{Status: StatusFailed, Error: msg})
 	}
-	return r.store.Retry(sctx, t.ID, t.Attempt, max(r.opts.Backoff(t.Attempt), 0), msg)
+	return r.store.Retry(sctx, t.ID, t.ClaimToken, max(r.opts.Backoff(t.Attempt), 0), msg)
 }
 
 // Job is a handler's view of the attempt it is running. Its methods are
@@ -166,6 +166,7 @@ type Job struct {
 	r           *Runner
 	id, kind    string
 	attempt     int
+	claim       int64
 	maxAttempts int
 
 	mu       sync.Mutex
@@ -228,7 +229,7 @@ func (j *Job) write() error {
 		j.flushing.Stop()
 		j.flushing = nil
 	}
-	err := j.r.store.Progress(j.r.storeCtx, j.id, j.attempt, j.progress)
+	err := j.r.store.Progress(j.r.storeCtx, j.id, j.claim, j.progress)
 	if err != nil {
 		return fmt.Errorf("taskqueue: record progress: %w", err)
 	}
@@ -277,7 +278,7 @@ func (j *Job) end() {
 func (j *Job) heartbeat(period time.Duration, cancel context.CancelCauseFunc) {
 	period = max(period, 10*time.Millisecond)
 	beat := func() {
-		cancelRequested, err := j.r.store.Heartbeat(j.r.storeCtx, j.id, j.attempt)
+		cancelRequested, err := j.r.store.Heartbeat(j.r.storeCtx, j.id, j.claim)
 		switch {
 		case errors.Is(err, ErrLeaseLost):
 			cancel(ErrLeaseLost)

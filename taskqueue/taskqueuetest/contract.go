@@ -15,7 +15,7 @@ import (
 func init() {
 	register(
 		behaviour{"store: Claim blocks until a task of its kinds is due", storeClaimWaits},
-		behaviour{"store: updates from a stale attempt are ErrLeaseLost", storeStaleAttempt},
+		behaviour{"store: updates from a stale claim are ErrLeaseLost", storeStaleAttempt},
 		behaviour{"store: Release refunds the attempt, Retry schedules it", storeReleaseRetry},
 		behaviour{"store: a cancel request wins over the attempt's outcome", storeCancelRequest},
 		behaviour{"store: DeleteFinishedBefore deletes only tasks finished before the cutoff", storeDelete},
@@ -82,17 +82,16 @@ func storeClaimWaits(t *testing.T, newStore func(*testing.T) taskqueue.Store) {
 	require.Equal(t, delayed.ID, task.ID)
 	requireTime(t, at.Add(time.Hour), time.Now(), "Claim returned when the delayed task fell due")
 	require.Equal(t, other.ID, claim(t, b.store, "b").ID)
-	require.Equal(t, 1, claimOrNone(t, b.store))
+	claimNone(t, b.store)
 }
 
-// claimOrNone reports 1 and fails the test if a task can be claimed, else 1.
-func claimOrNone(t *testing.T, s taskqueue.Store) int {
+// claimNone fails the test if any task can be claimed.
+func claimNone(t *testing.T, s taskqueue.Store) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	task, err := s.Claim(ctx, nil)
 	require.ErrorIs(t, err, context.DeadlineExceeded, "unexpected task %s", task.ID)
-	return 1
 }
 
 func storeStaleAttempt(t *testing.T, newStore func(*testing.T) taskqueue.Store) {
@@ -100,29 +99,36 @@ func storeStaleAttempt(t *testing.T, newStore func(*testing.T) taskqueue.Store) 
 	ctx := context.Background()
 	info := b.submit("a", Payload{})
 	_, err := b.store.Finish(ctx, info.ID, 0, taskqueue.Outcome{Status: taskqueue.StatusSucceeded})
-	require.ErrorIs(t, err, taskqueue.ErrLeaseLost, "a pending task has no attempt to finish")
+	require.ErrorIs(t, err, taskqueue.ErrLeaseLost, "a pending task has no claim to finish")
 
+	// A claim that was released and claimed again is stale, although the
+	// attempt number is the same.
+	stale := claim(t, b.store)
+	_, err = b.store.Release(ctx, stale.ID, stale.ClaimToken)
+	require.NoError(t, err)
 	task := claim(t, b.store)
-	for _, attempt := range []int{0, 2} {
-		_, err := b.store.Finish(ctx, task.ID, attempt, taskqueue.Outcome{Status: taskqueue.StatusSucceeded})
+	require.Equal(t, stale.Attempt, task.Attempt)
+	require.NotEqual(t, stale.ClaimToken, task.ClaimToken)
+	for _, token := range []int64{stale.ClaimToken, task.ClaimToken + 1} {
+		_, err := b.store.Finish(ctx, task.ID, token, taskqueue.Outcome{Status: taskqueue.StatusSucceeded})
 		require.ErrorIs(t, err, taskqueue.ErrLeaseLost)
-		_, err = b.store.Retry(ctx, task.ID, attempt, 0, "x")
+		_, err = b.store.Retry(ctx, task.ID, token, 0, "x")
 		require.ErrorIs(t, err, taskqueue.ErrLeaseLost)
-		_, err = b.store.Release(ctx, task.ID, attempt)
+		_, err = b.store.Release(ctx, task.ID, token)
 		require.ErrorIs(t, err, taskqueue.ErrLeaseLost)
-		require.ErrorIs(t, b.store.Progress(ctx, task.ID, attempt, taskqueue.Progress{Percent: 1}), taskqueue.ErrLeaseLost)
-		_, err = b.store.Heartbeat(ctx, task.ID, attempt)
+		require.ErrorIs(t, b.store.Progress(ctx, task.ID, token, taskqueue.Progress{Percent: 1}), taskqueue.ErrLeaseLost)
+		_, err = b.store.Heartbeat(ctx, task.ID, token)
 		require.ErrorIs(t, err, taskqueue.ErrLeaseLost)
 	}
-	require.NoError(t, b.store.Progress(ctx, task.ID, 1, taskqueue.Progress{Percent: 5, Message: "m"}))
-	canceled, err := b.store.Heartbeat(ctx, task.ID, 1)
+	require.NoError(t, b.store.Progress(ctx, task.ID, task.ClaimToken, taskqueue.Progress{Percent: 5, Message: "m"}))
+	canceled, err := b.store.Heartbeat(ctx, task.ID, task.ClaimToken)
 	require.NoError(t, err)
 	require.False(t, canceled)
-	done, err := b.store.Finish(ctx, task.ID, 1, taskqueue.Outcome{Status: taskqueue.StatusSucceeded, Result: json.RawMessage(`{"double":0}`)})
+	done, err := b.store.Finish(ctx, task.ID, task.ClaimToken, taskqueue.Outcome{Status: taskqueue.StatusSucceeded, Result: json.RawMessage(`{"double":0}`)})
 	require.NoError(t, err)
 	require.Equal(t, taskqueue.StatusSucceeded, done.Status)
 	require.Equal(t, taskqueue.Progress{Percent: 5, Message: "m"}, done.Progress)
-	_, err = b.store.Finish(ctx, task.ID, 1, taskqueue.Outcome{Status: taskqueue.StatusFailed, Error: "late"})
+	_, err = b.store.Finish(ctx, task.ID, task.ClaimToken, taskqueue.Outcome{Status: taskqueue.StatusFailed, Error: "late"})
 	require.ErrorIs(t, err, taskqueue.ErrLeaseLost, "a task finishes once")
 	got, err := b.store.Get(ctx, task.ID)
 	require.NoError(t, err)
@@ -134,7 +140,7 @@ func storeReleaseRetry(t *testing.T, newStore func(*testing.T) taskqueue.Store) 
 	ctx := context.Background()
 	info := b.submit("a", Payload{})
 	task := claim(t, b.store)
-	released, err := b.store.Release(ctx, task.ID, 1)
+	released, err := b.store.Release(ctx, task.ID, task.ClaimToken)
 	require.NoError(t, err)
 	require.Equal(t, taskqueue.StatusPending, released.Status)
 	require.Equal(t, 0, released.Attempt)
@@ -144,7 +150,7 @@ func storeReleaseRetry(t *testing.T, newStore func(*testing.T) taskqueue.Store) 
 	require.Equal(t, 1, task.Attempt, "the released attempt was not counted")
 
 	start := time.Now()
-	retried, err := b.store.Retry(ctx, task.ID, 1, 90*time.Second, "try again")
+	retried, err := b.store.Retry(ctx, task.ID, task.ClaimToken, 90*time.Second, "try again")
 	require.NoError(t, err)
 	require.Equal(t, taskqueue.StatusPending, retried.Status)
 	require.Equal(t, "try again", retried.Error)
@@ -161,8 +167,9 @@ func storeReleaseRetry(t *testing.T, newStore func(*testing.T) taskqueue.Store) 
 func storeCancelRequest(t *testing.T, newStore func(*testing.T) taskqueue.Store) {
 	b := idle(t, newStore)
 	ctx := context.Background()
-	_, err := b.store.Cancel(ctx, b.submit("a", Payload{}).ID+"") // pending: canceled at once
+	pending, err := b.store.Cancel(ctx, b.submit("a", Payload{}).ID)
 	require.NoError(t, err)
+	require.Equal(t, taskqueue.StatusCanceled, pending.Status, "a pending task is canceled at once")
 
 	for _, end := range []string{"finish", "retry", "release"} {
 		info := b.submit("a", Payload{})
@@ -171,17 +178,17 @@ func storeCancelRequest(t *testing.T, newStore func(*testing.T) taskqueue.Store)
 		got, err := b.store.Cancel(ctx, task.ID)
 		require.NoError(t, err)
 		require.Equal(t, taskqueue.StatusRunning, got.Status, "the request is recorded, the task still runs")
-		canceled, err := b.store.Heartbeat(ctx, task.ID, 1)
+		canceled, err := b.store.Heartbeat(ctx, task.ID, task.ClaimToken)
 		require.NoError(t, err)
 		require.True(t, canceled, "Heartbeat reports the request")
 		var out taskqueue.Info
 		switch end {
 		case "finish":
-			out, err = b.store.Finish(ctx, task.ID, 1, taskqueue.Outcome{Status: taskqueue.StatusSucceeded, Result: json.RawMessage(`1`)})
+			out, err = b.store.Finish(ctx, task.ID, task.ClaimToken, taskqueue.Outcome{Status: taskqueue.StatusSucceeded, Result: json.RawMessage(`1`)})
 		case "retry":
-			out, err = b.store.Retry(ctx, task.ID, 1, 0, "x")
+			out, err = b.store.Retry(ctx, task.ID, task.ClaimToken, 0, "x")
 		case "release":
-			out, err = b.store.Release(ctx, task.ID, 1)
+			out, err = b.store.Release(ctx, task.ID, task.ClaimToken)
 		}
 		require.NoError(t, err)
 		require.Equal(t, taskqueue.StatusCanceled, out.Status, end)
@@ -191,7 +198,7 @@ func storeCancelRequest(t *testing.T, newStore func(*testing.T) taskqueue.Store)
 	}
 	_, err = b.store.Cancel(ctx, "0000000000000000000000000z")
 	require.ErrorIs(t, err, taskqueue.ErrNotFound)
-	claimOrNone(t, b.store)
+	claimNone(t, b.store)
 	st, err := b.store.Stats(ctx)
 	require.NoError(t, err)
 	require.Equal(t, taskqueue.Stats{Canceled: 4}, st)

@@ -1,0 +1,122 @@
+package taskqueue_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/asynckit/asynckit/taskqueue"
+)
+
+// leasingStore is a MemoryStore whose claims carry a lease, as a store
+// shared by several processes does, so the Runner's heartbeat path runs.
+type leasingStore struct {
+	*taskqueue.MemoryStore
+	lease time.Duration
+	beats atomic.Int32
+	last  atomic.Int64 // the latest claim token
+}
+
+func (s *leasingStore) Claim(ctx context.Context, kinds []string) (taskqueue.Task, error) {
+	t, err := s.MemoryStore.Claim(ctx, kinds)
+	if err == nil {
+		t.LeaseUntil = time.Now().Add(s.lease)
+		s.last.Store(t.ClaimToken)
+	}
+	return t, err
+}
+
+func (s *leasingStore) Heartbeat(ctx context.Context, id string, claim int64) (bool, error) {
+	s.beats.Add(1)
+	return s.MemoryStore.Heartbeat(ctx, id, claim)
+}
+
+func TestLeasedClaims(t *testing.T) {
+	setup := func(t *testing.T) (*leasingStore, *taskqueue.Runner, chan error) {
+		mem, err := taskqueue.NewMemoryStore(taskqueue.MemoryOptions{})
+		require.NoError(t, err)
+		store := &leasingStore{MemoryStore: mem, lease: 30 * time.Second}
+		r, err := taskqueue.New(taskqueue.Options{Store: store, MaxAttempts: 1})
+		require.NoError(t, err)
+		causes := make(chan error, 2)
+		require.NoError(t, taskqueue.Handle(r, "long", func(ctx context.Context, job *taskqueue.Job, d time.Duration) (int, error) {
+			select {
+			case <-time.After(d):
+				return 1, nil
+			case <-ctx.Done():
+				causes <- context.Cause(ctx)
+				return 0, ctx.Err()
+			}
+		}))
+		require.NoError(t, r.Start(context.Background()))
+		return store, r, causes
+	}
+
+	t.Run("heartbeats renew the lease every third of it while the handler runs", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			store, r, _ := setup(t)
+			info, err := r.Submit(context.Background(), "long", 35*time.Second)
+			require.NoError(t, err)
+			done, err := r.Wait(context.Background(), info.ID)
+			require.NoError(t, err)
+			require.Equal(t, taskqueue.StatusSucceeded, done.Status)
+			require.Equal(t, int32(3), store.beats.Load(), "beats at 10s, 20s and 30s")
+			time.Sleep(time.Minute)
+			require.Equal(t, int32(3), store.beats.Load(), "no beat after the attempt")
+			require.NoError(t, r.Shutdown(context.Background()))
+		})
+	})
+
+	t.Run("a cancel recorded by another process reaches the handler at the next heartbeat", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			store, r, causes := setup(t)
+			start := time.Now()
+			info, err := r.Submit(context.Background(), "long", time.Hour)
+			require.NoError(t, err)
+			synctest.Wait()
+			_, err = store.Cancel(context.Background(), info.ID) // not through r: r learns by heartbeat
+			require.NoError(t, err)
+			done, err := r.Wait(context.Background(), info.ID)
+			require.NoError(t, err)
+			require.Equal(t, taskqueue.StatusCanceled, done.Status)
+			require.ErrorIs(t, <-causes, taskqueue.ErrCanceled)
+			require.True(t, start.Add(10*time.Second).Equal(done.FinishedAt), "at the first heartbeat")
+			require.NoError(t, r.Shutdown(context.Background()))
+		})
+	})
+
+	t.Run("a lost lease cancels the handler and its outcome is dropped", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			store, r, causes := setup(t)
+			info, err := r.Submit(context.Background(), "long", time.Hour)
+			require.NoError(t, err)
+			synctest.Wait()
+			first := store.last.Load()
+			// As if another process rescued the task: this claim no longer
+			// holds it, and an idle worker claims it again at once.
+			_, err = store.Release(context.Background(), info.ID, first)
+			require.NoError(t, err)
+			synctest.Wait()
+			got, err := r.Get(context.Background(), info.ID)
+			require.NoError(t, err)
+			require.Equal(t, taskqueue.StatusRunning, got.Status)
+			require.Equal(t, 1, got.Attempt, "the same attempt number, a new claim")
+			require.NotEqual(t, first, store.last.Load())
+
+			_, err = store.Cancel(context.Background(), info.ID)
+			require.NoError(t, err)
+			time.Sleep(10 * time.Second) // both handlers' first heartbeat
+			synctest.Wait()
+			require.ElementsMatch(t, []error{taskqueue.ErrLeaseLost, taskqueue.ErrCanceled}, []error{<-causes, <-causes},
+				"the stale claim learns it lost the task; the live one that it was cancelled")
+			done, err := r.Wait(context.Background(), info.ID)
+			require.NoError(t, err)
+			require.Equal(t, taskqueue.StatusCanceled, done.Status, "the stale claim's outcome did not overwrite it")
+			require.NoError(t, r.Shutdown(context.Background()))
+		})
+	})
+}
