@@ -105,6 +105,61 @@ func TestPostgresSerializationConflictIsRetried(t *testing.T) {
 	require.Equal(t, []int{1, 2}, got, "the retried transaction saw the winner's row")
 }
 
+// TestPostgresDeadlockIsRetried updates two rows in opposite orders from two
+// transactions that wait for each other between their updates: Postgres
+// breaks the deadlock with SQLSTATE 40P01 and Do runs the victim again.
+func TestPostgresDeadlockIsRetried(t *testing.T) {
+	db := testenv.Postgres(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, stmt := range []string{
+		"CREATE TABLE acc (id INTEGER PRIMARY KEY, v INTEGER NOT NULL)",
+		"INSERT INTO acc (id, v) VALUES (1, 0), (2, 0)",
+	} {
+		_, err := db.ExecContext(ctx, stmt)
+		require.NoError(t, err)
+	}
+
+	var log retryLog
+	var bothLocked sync.WaitGroup
+	bothLocked.Add(2)
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	for i, order := range [][2]int{{1, 2}, {2, 1}} {
+		wg.Go(func() {
+			first := true
+			errs[i] = txn.Do(ctx, db, func(ctx context.Context, tx *sql.Tx) error {
+				// Detect the deadlock sooner than the default second.
+				if _, err := tx.ExecContext(ctx, "SET LOCAL deadlock_timeout = '50ms'"); err != nil {
+					return err
+				}
+				if _, err := tx.ExecContext(ctx, "UPDATE acc SET v = v + 1 WHERE id = $1", order[0]); err != nil {
+					return err
+				}
+				if first {
+					first = false
+					bothLocked.Done()
+					bothLocked.Wait()
+				}
+				_, err := tx.ExecContext(ctx, "UPDATE acc SET v = v + 1 WHERE id = $1", order[1])
+				return err
+			}, txn.Backoff(time.Millisecond, time.Millisecond), log.option())
+		})
+	}
+	wg.Wait()
+	require.NoError(t, errs[0])
+	require.NoError(t, errs[1])
+	retried := log.get()
+	require.Len(t, retried, 1)
+	var pgErr *pgconn.PgError
+	require.ErrorAs(t, retried[0], &pgErr)
+	require.Equal(t, "40P01", pgErr.SQLState())
+
+	var a, b int
+	require.NoError(t, db.QueryRowContext(ctx, "SELECT (SELECT v FROM acc WHERE id = 1), (SELECT v FROM acc WHERE id = 2)").Scan(&a, &b))
+	require.Equal(t, [2]int{2, 2}, [2]int{a, b}, "both transactions applied whole, once")
+}
+
 // TestSQLiteBusySnapshotIsRetried starts a deferred transaction with a read,
 // lets another connection commit a write, and then writes: SQLite refuses
 // the stale snapshot with SQLITE_BUSY_SNAPSHOT, which Do retries.

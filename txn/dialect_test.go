@@ -28,6 +28,9 @@ type dialect struct {
 	forUpdate string
 	// transferIsolation is the level the transfer invariant runs at.
 	transferIsolation sql.IsolationLevel
+	// abortsOnError reports whether any failed statement aborts the whole
+	// transaction until it is rolled back (Postgres).
+	abortsOnError bool
 	// deferredFK reports whether foreign keys can be checked at COMMIT.
 	deferredFK bool
 	// readOnly reports whether the driver makes ReadOnly() transactions
@@ -51,6 +54,7 @@ func dialects() []dialect {
 			dollar:            true,
 			forUpdate:         " FOR UPDATE",
 			transferIsolation: sql.LevelSerializable,
+			abortsOnError:     true,
 			deferredFK:        true,
 			readOnly:          true,
 			connID:            "SELECT pg_backend_pid()",

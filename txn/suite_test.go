@@ -176,6 +176,27 @@ var suiteCases = []suiteCase{
 		require.NoError(t, err)
 		require.Equal(t, []int{1, 3}, d.ids(t, db))
 	}},
+	{name: "a statement error ignored inside a nested Do does not poison the outer transaction", run: func(t *testing.T, d dialect) {
+		db := d.setup(t)
+		var nestedErr error
+		err := txn.Do(context.Background(), db, func(ctx context.Context, tx *sql.Tx) error {
+			require.NoError(t, d.insert(ctx, db, 1))
+			nestedErr = txn.Do(ctx, db, func(ctx context.Context, tx *sql.Tx) error {
+				require.Error(t, d.insert(ctx, db, 1), "duplicate key")
+				return nil // ignored
+			})
+			return d.insert(ctx, db, 3)
+		}, d.opts...)
+		require.NoError(t, err)
+		if d.abortsOnError {
+			// The failed statement aborted the transaction, so RELEASE
+			// fails; rolling back to the savepoint recovers it.
+			require.ErrorContains(t, nestedErr, "txn: release savepoint")
+		} else {
+			require.NoError(t, nestedErr)
+		}
+		require.Equal(t, []int{1, 3}, d.ids(t, db))
+	}},
 	{name: "savepoint names stay valid and unique past many and deep levels", run: func(t *testing.T, d dialect) {
 		db := d.setup(t)
 		// 100 sibling savepoints (past the cached names), every third
@@ -496,6 +517,23 @@ var suiteCases = []suiteCase{
 		require.NotErrorIs(t, err, txn.ErrCommitUnknown)
 		require.Equal(t, 1, calls, "a constraint failure is not retried")
 		require.Equal(t, []string{"rollback"}, got)
+	}},
+	{name: "a commit after an ignored statement error is a known CommitError", skip: func(d dialect) string {
+		if !d.abortsOnError {
+			return d.name + " keeps a transaction usable after a failed statement"
+		}
+		return ""
+	}, run: func(t *testing.T, d dialect) {
+		db := d.setup(t)
+		err := txn.Do(context.Background(), db, func(ctx context.Context, tx *sql.Tx) error {
+			require.NoError(t, d.insert(ctx, db, 1))
+			require.Error(t, d.insert(ctx, db, 1), "duplicate key")
+			return nil // ignored: COMMIT then rolls back
+		}, d.opts...)
+		var ce *txn.CommitError
+		require.ErrorAs(t, err, &ce)
+		require.False(t, ce.Unknown, "the server answered: it rolled back")
+		require.Equal(t, []int{}, d.ids(t, db))
 	}},
 	{name: "ReadOnly transactions refuse writes", skip: func(d dialect) string {
 		if !d.readOnly {
