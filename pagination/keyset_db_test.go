@@ -25,12 +25,24 @@ type database struct {
 }
 
 var databases = []database{
-	{name: "SQLite", open: testenv.SQLite, dialect: SQLite,
+	{name: "SQLite", open: openSQLite, dialect: SQLite,
 		idType: "INTEGER PRIMARY KEY", intType: "INTEGER", timeType: "DATETIME"},
 	{name: "Postgres", open: testenv.Postgres, dialect: Postgres,
 		idType: "BIGINT PRIMARY KEY", intType: "INTEGER", timeType: "TIMESTAMPTZ"},
 	{name: "MariaDB", open: testenv.MySQL, dialect: MySQL,
 		idType: "BIGINT PRIMARY KEY", intType: "INTEGER", timeType: "DATETIME(6)"},
+}
+
+// openSQLite is testenv.SQLite on one connection without fsync: the suite
+// commits after every page it changes, and durability is no part of what it
+// checks, so waiting for the disk would only make it slow.
+func openSQLite(tb testing.TB) *sql.DB {
+	tb.Helper()
+	db := testenv.SQLite(tb)
+	db.SetMaxOpenConns(1)
+	_, err := db.Exec("PRAGMA synchronous = OFF")
+	require.NoError(tb, err)
+	return db
 }
 
 // item is a row of the items table. Score is nullable.
@@ -117,18 +129,19 @@ var walkKeysets = []struct {
 
 const (
 	walkRows  = 10_000
-	walkLimit = 97 // prime, so page boundaries fall everywhere
+	walkLimit = 149 // prime, so page boundaries fall everywhere
 )
 
-// walkBase is the first created_at; rows spread over 2,500 distinct
-// microsecond-precision instants, so timestamps repeat.
+// walkBase is the first created_at; rows spread over a quarter as many
+// distinct microsecond-precision instants as there are rows, so
+// timestamps repeat.
 var walkBase = time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
 
-func makeItem(r *rand.Rand, id int64) item {
+func makeItem(r *rand.Rand, id int64, rows int) item {
 	it := item{
 		ID:        id,
 		Grp:       r.Int64N(40),
-		CreatedAt: walkBase.Add(time.Duration(r.IntN(2500)) * 1_234_567 * time.Microsecond),
+		CreatedAt: walkBase.Add(time.Duration(r.IntN(rows/4)) * 1_234_567 * time.Microsecond),
 	}
 	if r.IntN(5) != 0 { // one row in five has a NULL score
 		s := r.Int64N(300) - 100
@@ -137,17 +150,17 @@ func makeItem(r *rand.Rand, id int64) item {
 	return it
 }
 
-// setupItems creates the items table with an index per walked keyset and
-// inserts walkRows rows in a few multi-row statements.
-func setupItems(t testing.TB, db *sql.DB, d database, timeArg func(time.Time) any) []item {
+// setupItems creates the items table with an index per keyset and inserts
+// n rows in a few multi-row statements.
+func setupItems(t testing.TB, db *sql.DB, d database, keysets []Keyset, n int, timeArg func(time.Time) any) []item {
 	t.Helper()
 	ctx := context.Background()
 	_, err := db.ExecContext(ctx, fmt.Sprintf(`CREATE TABLE items (id %s, grp %s NOT NULL, score %s, created_at %s NOT NULL)`,
 		d.idType, d.intType, d.intType, d.timeType))
 	require.NoError(t, err)
-	for i, w := range walkKeysets {
+	for i, ks := range keysets {
 		var cols []string
-		for _, c := range w.ks {
+		for _, c := range ks {
 			col := c.Name
 			if c.Desc {
 				col += " DESC"
@@ -163,15 +176,20 @@ func setupItems(t testing.TB, db *sql.DB, d database, timeArg func(time.Time) an
 		require.NoError(t, err)
 	}
 	r := rand.New(rand.NewPCG(1, 2))
-	rows := make([]item, walkRows)
+	rows := make([]item, n)
 	for i := range rows {
-		rows[i] = makeItem(r, int64(i+1))
+		rows[i] = makeItem(r, int64(i+1), n)
 	}
 	insertItems(t, db, d.dialect, rows, timeArg)
 	return rows
 }
 
-func insertItems(t testing.TB, db *sql.DB, d Dialect, rows []item, timeArg func(time.Time) any) {
+// execer is a *sql.DB or a *sql.Tx.
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+func insertItems(t testing.TB, db execer, d Dialect, rows []item, timeArg func(time.Time) any) {
 	t.Helper()
 	const batch = 1000
 	for start := 0; start < len(rows); start += batch {
@@ -307,7 +325,11 @@ func TestKeysetWalk(t *testing.T) {
 		t.Run(d.name, func(t *testing.T) {
 			t.Parallel()
 			db := d.open(t)
-			rows := setupItems(t, db, d, timeArgFor(d.dialect))
+			var keysets []Keyset
+			for _, w := range walkKeysets {
+				keysets = append(keysets, w.ks)
+			}
+			rows := setupItems(t, db, d, keysets, walkRows, timeArgFor(d.dialect))
 			for _, w := range walkKeysets {
 				p := pager{db: db, d: d.dialect, ks: w.ks, codec: codec.Bind(w.name)}
 
@@ -322,27 +344,30 @@ func TestKeysetWalk(t *testing.T) {
 					r := rand.New(rand.NewPCG(3, uint64(len(w.name))))
 					nextID := int64(walkRows + 1)
 					var deleted []int64
-					tx := timeArgFor(d.dialect)
+					timeArg := timeArgFor(d.dialect)
 					got := p.walk(t, func() {
 						// Each change removes a few existing rows and adds
 						// a few new ones anywhere in the order, some with
 						// the very values of existing rows.
 						var added []item
-						for range 3 {
-							it := makeItem(r, nextID)
+						for range 4 {
+							it := makeItem(r, nextID, walkRows)
 							nextID++
 							added = append(added, it)
 						}
-						insertItems(t, db, d.dialect, added, tx)
-						for range 3 {
-							id := r.Int64N(walkRows) + 1
-							q := "DELETE FROM items WHERE id = ?"
-							if d.dialect.dollar {
-								q = "DELETE FROM items WHERE id = $1"
-							}
-							_, err := db.ExecContext(context.Background(), q, id)
-							require.NoError(t, err)
-							deleted = append(deleted, id)
+						tx, err := db.BeginTx(context.Background(), nil)
+						require.NoError(t, err)
+						insertItems(t, tx, d.dialect, added, timeArg)
+						gone := []any{r.Int64N(walkRows) + 1, r.Int64N(walkRows) + 1, r.Int64N(walkRows) + 1, r.Int64N(walkRows) + 1}
+						q := "DELETE FROM items WHERE id IN (?, ?, ?, ?)"
+						if d.dialect.dollar {
+							q = "DELETE FROM items WHERE id IN ($1, $2, $3, $4)"
+						}
+						_, err = tx.ExecContext(context.Background(), q, gone...)
+						require.NoError(t, err)
+						require.NoError(t, tx.Commit())
+						for _, id := range gone {
+							deleted = append(deleted, id.(int64))
 						}
 					})
 					defer restoreItems(t, db, d, rows, deleted)
@@ -414,9 +439,9 @@ func TestSQLiteTimesCompareAsStoredText(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			db := testenv.SQLite(t)
+			db := openSQLite(t)
 			store := func(tm time.Time) any { return tm.UTC().Format(tt.storeLayout) }
-			rows := setupItems(t, db, databases[0], store)
+			rows := setupItems(t, db, databases[0], []Keyset{ks}, 2_000, store)
 
 			// The driver reads the text back as a time.Time.
 			var back any
