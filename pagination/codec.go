@@ -240,9 +240,13 @@ func derive(key, label []byte) []byte {
 // so ("ab", "c") and ("a", "bc") differ.
 //
 // The cursor carries a 64-bit SHA-256 prefix of the parts, never the parts.
-// Bind costs one small allocation and a hash of the parts; do it once per
-// request, not per row.
+// Binding a bound Codec replaces its binding. Bind costs one small
+// allocation and a hash of the parts; do it once per request, not per row.
+// Bind of a nil Codec returns nil.
 func (c *Codec) Bind(parts ...string) *Codec {
+	if c == nil {
+		return nil
+	}
 	h := sha256.New()
 	var n [binary.MaxVarintLen64]byte
 	for _, p := range parts {
@@ -296,6 +300,9 @@ func putScratch(s *scratch) {
 // allocations. A value json.Marshal rejects is an error, as is a cursor
 // longer than the Codec's MaxLen; neither wraps ErrInvalidCursor.
 func (c *Codec) Encode(v any) (string, error) {
+	if err := c.check(); err != nil {
+		return "", err
+	}
 	s := scratchPool.Get().(*scratch)
 	defer putScratch(s)
 
@@ -358,6 +365,9 @@ func (c *Codec) Encode(v any) (string, error) {
 // Decode. Decoding costs about 1 µs and two allocations for a struct of a
 // time.Time and an int64, and one HMAC per key for a cursor no key signed.
 func (c *Codec) Decode(cursor string, v any) error {
+	if err := c.check(); err != nil {
+		return err
+	}
 	if rv := reflect.ValueOf(v); rv.Kind() != reflect.Pointer || rv.IsNil() {
 		return fmt.Errorf("pagination: Decode needs a non-nil pointer, got %T", v)
 	}
@@ -430,6 +440,14 @@ func (c *Codec) Decode(cursor string, v any) error {
 		body = opened
 	}
 	return s.decodeJSON(body, v)
+}
+
+// check refuses a nil Codec, or one not made by NewCodec.
+func (c *Codec) check() error {
+	if c == nil || len(c.keys) == 0 {
+		return errors.New("pagination: Codec not made by NewCodec")
+	}
+	return nil
 }
 
 // verify returns the key whose HMAC of signed equals tag, or nil. Every key

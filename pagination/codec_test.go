@@ -363,6 +363,17 @@ const base64URLAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0
 
 func TestCodecEncodeErrors(t *testing.T) {
 	t.Parallel()
+	t.Run("a nil or zero Codec is an error, not a panic", func(t *testing.T) {
+		var nilCodec *Codec
+		for _, c := range []*Codec{nilCodec, {}, nilCodec.Bind("x"), (&Codec{}).Bind("x")} {
+			_, err := c.Encode(sampleCursor)
+			require.ErrorContains(t, err, "Codec not made by NewCodec")
+			var got testCursor
+			err = c.Decode("AAAA", &got)
+			require.ErrorContains(t, err, "Codec not made by NewCodec")
+			require.NotErrorIs(t, err, ErrInvalidCursor)
+		}
+	})
 	t.Run("a value JSON cannot encode is an error", func(t *testing.T) {
 		_, err := newTestCodec(t, CodecOptions{}).Encode(make(chan int))
 		require.ErrorContains(t, err, "encode cursor value chan int")

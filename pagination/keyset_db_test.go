@@ -279,6 +279,38 @@ func (p pager) page(t testing.TB, cursor string) Page[item] {
 	return pg
 }
 
+// before fetches the up to walkLimit rows that precede row, in the
+// listing's order, as a previous-page link does: Before, the reversed
+// order, then the rows reversed.
+func (p pager) before(t testing.TB, row item) []item {
+	t.Helper()
+	values := make([]any, len(p.ks))
+	for i, col := range p.ks {
+		values[i] = row.value(col.Name)
+	}
+	where, args, err := p.ks.Before(values, p.d)
+	require.NoError(t, err)
+	orderBy, err := p.ks.Reverse().OrderBy(p.d)
+	require.NoError(t, err)
+	q := fmt.Sprintf("SELECT id, grp, score, created_at FROM items WHERE %s ORDER BY %s LIMIT %d", where, orderBy, walkLimit)
+	rows, err := p.db.QueryContext(context.Background(), q, args...)
+	require.NoError(t, err, q)
+	defer rows.Close()
+	var items []item
+	for rows.Next() {
+		var it item
+		var score sql.NullInt64
+		require.NoError(t, rows.Scan(&it.ID, &it.Grp, &score, &it.CreatedAt))
+		if score.Valid {
+			it.Score = &score.Int64
+		}
+		items = append(items, it)
+	}
+	require.NoError(t, rows.Err())
+	slices.Reverse(items)
+	return items
+}
+
 // walk pages through the whole listing, calling between after each page,
 // and returns every row seen in the order seen.
 func (p pager) walk(t testing.TB, between func()) []item {
@@ -333,11 +365,19 @@ func TestKeysetWalk(t *testing.T) {
 			for _, w := range walkKeysets {
 				p := pager{db: db, d: d.dialect, ks: w.ks, codec: codec.Bind(w.name)}
 
+				want := slices.Clone(rows)
+				slices.SortFunc(want, func(a, b item) int { return compareItems(w.ks, a, b) })
+
 				t.Run(w.name+": every row appears once, in order", func(t *testing.T) {
-					want := slices.Clone(rows)
-					slices.SortFunc(want, func(a, b item) int { return compareItems(w.ks, a, b) })
 					got := p.walk(t, nil)
 					require.Equal(t, ids(want), ids(got))
+				})
+
+				t.Run(w.name+": Before returns the rows just before a row", func(t *testing.T) {
+					for _, pos := range []int{0, 1, walkLimit, walkLimit + 1, walkRows / 2, walkRows - 1} {
+						got := p.before(t, want[pos])
+						require.Equal(t, ids(want[max(0, pos-walkLimit):pos]), ids(got), "before row %d at position %d", want[pos].ID, pos)
+					}
 				})
 
 				t.Run(w.name+": rows inserted and deleted between pages skip and repeat nothing", func(t *testing.T) {
