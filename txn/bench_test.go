@@ -3,6 +3,7 @@ package txn_test
 import (
 	"context"
 	"database/sql"
+	"slices"
 	"testing"
 	"time"
 
@@ -13,8 +14,8 @@ import (
 // pair benchmarks the helper and its hand-written equivalent on one SQLite
 // database: each alone, as sub-benchmarks txn and hand-written, and then
 // alternating call by call in the sub-benchmark interleaved, which reports
-// the time of each and their ratio. On a busy machine only the interleaved
-// ratio is fair, since both sides see the same load.
+// the median time of each and their ratio. On a busy machine only the
+// interleaved ratio is fair, since both sides see the same load.
 func pair(b *testing.B, helper, hand func(ctx context.Context, db *sql.DB) error) {
 	db := testenv.SQLite(b)
 	ctx := context.Background()
@@ -33,7 +34,7 @@ func pair(b *testing.B, helper, hand func(ctx context.Context, db *sql.DB) error
 	}
 	b.Run("interleaved", func(b *testing.B) {
 		b.ReportAllocs()
-		var spent [2]time.Duration
+		var spent [2][]time.Duration
 		fns := [2]func(context.Context, *sql.DB) error{helper, hand}
 		n := 0
 		for b.Loop() {
@@ -45,13 +46,21 @@ func pair(b *testing.B, helper, hand func(ctx context.Context, db *sql.DB) error
 				if err := fns[i](ctx, db); err != nil {
 					b.Fatal(err)
 				}
-				spent[i] += time.Since(start)
+				spent[i] = append(spent[i], time.Since(start))
 			}
 		}
-		b.ReportMetric(float64(spent[0].Nanoseconds())/float64(b.N), "txn-ns/op")
-		b.ReportMetric(float64(spent[1].Nanoseconds())/float64(b.N), "hand-ns/op")
-		b.ReportMetric(float64(spent[0])/float64(spent[1]), "txn/hand")
+		// Medians, because on a shared machine a few calls are preempted
+		// for milliseconds and would swamp a mean.
+		txnNs, handNs := median(spent[0]), median(spent[1])
+		b.ReportMetric(float64(txnNs.Nanoseconds()), "txn-median-ns")
+		b.ReportMetric(float64(handNs.Nanoseconds()), "hand-median-ns")
+		b.ReportMetric(float64(txnNs)/float64(handNs), "txn/hand")
 	})
+}
+
+func median(ds []time.Duration) time.Duration {
+	slices.Sort(ds)
+	return ds[len(ds)/2]
 }
 
 func BenchmarkDo(b *testing.B) {

@@ -94,9 +94,9 @@ func Do(ctx context.Context, db *sql.DB, fn func(ctx context.Context, tx *sql.Tx
 		return st.nested(ctx, db, fn, cfg)
 	}
 	for attempt := 1; ; attempt++ {
-		st, retry, err := run(ctx, db, fn, cfg)
+		hooks, retry, err := run(ctx, db, fn, cfg)
 		if err == nil {
-			return runHooks(ctx, st.takeHooks(0), true)
+			return runHooks(ctx, hooks, true)
 		}
 		if !retry || attempt >= cfg.maxAttempts || ctx.Err() != nil {
 			return err
@@ -111,9 +111,9 @@ func Do(ctx context.Context, db *sql.DB, fn func(ctx context.Context, tx *sql.Tx
 }
 
 // run makes one attempt of the outermost transaction. On success it returns
-// the state whose commit hooks are still to run; on failure it reports
-// whether the attempt may be retried.
-func run(ctx context.Context, db *sql.DB, fn func(context.Context, *sql.Tx) error, cfg *config) (*state, bool, error) {
+// the hooks registered in it, whose commit hooks are still to run; on
+// failure it reports whether the attempt may be retried.
+func run(ctx context.Context, db *sql.DB, fn func(context.Context, *sql.Tx) error, cfg *config) ([]hook, bool, error) {
 	var txOpts *sql.TxOptions
 	if cfg.isoSet || cfg.roSet {
 		txOpts = &cfg.txOpts
@@ -132,14 +132,14 @@ func run(ctx context.Context, db *sql.DB, fn func(context.Context, *sql.Tx) erro
 		}
 		// fn panicked or called runtime.Goexit: roll back and let it go on.
 		// A panicking rollback hook cannot be reported here; it is dropped.
-		st.end()
+		hooks, _ := st.end()
 		_ = tx.Rollback()
-		_ = runHooks(ctx, st.takeHooks(0), false)
+		_ = runHooks(ctx, hooks, false)
 	}()
 	err = fn(st, tx)
 	returned = true
 
-	doomed := st.end()
+	hooks, doomed := st.end()
 	if err == nil && doomed != nil {
 		err = doomed
 	}
@@ -151,7 +151,7 @@ func run(ctx context.Context, db *sql.DB, fn func(context.Context, *sql.Tx) erro
 	if err != nil {
 		_ = tx.Rollback()
 		retry := cfg.retryable(err) || (doomed != nil && cfg.retryable(doomed))
-		if herr := runHooks(ctx, st.takeHooks(0), false); herr != nil {
+		if herr := runHooks(ctx, hooks, false); herr != nil {
 			err = errors.Join(err, herr)
 		}
 		return nil, retry, err
@@ -163,12 +163,12 @@ func run(ctx context.Context, db *sql.DB, fn func(context.Context, *sql.Tx) erro
 			return nil, false, cerr
 		}
 		var out error = cerr
-		if herr := runHooks(ctx, st.takeHooks(0), false); herr != nil {
+		if herr := runHooks(ctx, hooks, false); herr != nil {
 			out = errors.Join(cerr, herr)
 		}
 		return nil, cfg.retryable(err), out
 	}
-	return st, false, nil
+	return hooks, false, nil
 }
 
 // Value returns st for ctxKey{} and asks the context given to Do otherwise.
@@ -186,13 +186,14 @@ func (st *state) String() string {
 }
 
 // end marks the transaction finished, so that later AfterCommit,
-// AfterRollback and nested Do calls get ErrTxDone, and returns the error that
-// doomed it, if any.
-func (st *state) end() error {
+// AfterRollback and nested Do calls get ErrTxDone, and returns its hooks and
+// the error that doomed it, if any.
+func (st *state) end() (hooks []hook, doomed error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.done = true
-	return st.doomed
+	hooks, st.hooks = st.hooks, nil
+	return hooks, st.doomed
 }
 
 // doom records err as the reason this attempt must not commit.
