@@ -138,7 +138,7 @@ type CodecOptions struct {
 
 // codecKey is one caller key, with a pool of HMAC states keyed by it (an
 // HMAC state is not safe for concurrent use and costs allocations to build,
-// so Encode and Decode borrow one) and, when encrypting, its AEAD.
+// so Encode and Decode borrow one) and its AES-GCM AEAD.
 type codecKey struct {
 	macs sync.Pool // of hash.Hash
 	aead cipher.AEAD
@@ -174,7 +174,8 @@ type Codec struct {
 // CodecOptions.
 //
 // Each key must be at least MinKeySize (32) random bytes; no key, more than
-// MaxKeys keys, or a short key is an error. The keys are copied.
+// MaxKeys keys, or a short key is an error. The Codec keeps only keys
+// derived from them, so the caller may reuse the slices.
 func NewCodec(keys ...[]byte) (*Codec, error) {
 	return NewCodecWith(CodecOptions{}, keys...)
 }
@@ -296,8 +297,9 @@ func putScratch(s *scratch) {
 // is signed with the first key; it records the time of issue and, for a
 // bound Codec, the query.
 //
-// Encoding a struct of a time.Time and an int64 costs about 1 µs and two
-// allocations. A value json.Marshal rejects is an error, as is a cursor
+// Encoding a struct of a time.Time and an int64 takes under a microsecond
+// on an idle core and three allocations, one of them boxing v
+// (BenchmarkEncode). A value json.Marshal rejects is an error, as is a cursor
 // longer than the Codec's MaxLen; neither wraps ErrInvalidCursor.
 func (c *Codec) Encode(v any) (string, error) {
 	if err := c.check(); err != nil {
@@ -362,8 +364,10 @@ func (c *Codec) Encode(v any) (string, error) {
 // wrap ErrInvalidCursor.
 //
 // An empty cursor usually means "first page": test for it before calling
-// Decode. Decoding costs about 1 µs and two allocations for a struct of a
-// time.Time and an int64, and one HMAC per key for a cursor no key signed.
+// Decode. Decoding a struct of a time.Time and an int64 takes under a
+// microsecond on an idle core and no allocation (BenchmarkDecode); a cursor
+// no key signed costs one HMAC per key. On error, v may have been partly
+// written.
 func (c *Codec) Decode(cursor string, v any) error {
 	if err := c.check(); err != nil {
 		return err
