@@ -34,9 +34,9 @@
 // length (refused before any other work), bad base64 (including line
 // breaks and non-canonical spellings), truncated, an unsupported version, a
 // bad signature, expired (also [ErrCursorExpired]), a query mismatch, or a
-// value that does not fit the target type. It never panics. Encode and
-// Decode each cost about a microsecond and at most a few allocations for a
-// two-field cursor.
+// value that does not fit the target type. It never panics. For a two-field
+// cursor, Encode and Decode each take under a microsecond on an idle core,
+// Encode with three allocations and Decode with none.
 //
 // # Keyset pagination
 //
@@ -88,7 +88,10 @@
 // placement differs from MySQL's own (NULLs lowest) OrderBy sorts on
 // "col IS NULL" first. Paging by a nullable column is correct everywhere,
 // but the NULL terms are ORs that an index serves less well than the NOT
-// NULL forms; on Postgres, index the column with the same NULLS placement.
+// NULL forms. Where it matters, choose the placement the index stores:
+// SQLite and MySQL indexes keep NULLs lowest (NullsFirst ascending,
+// NullsLast descending); a Postgres index can be declared with either
+// placement, and must match the ORDER BY.
 //
 // # SQLite times
 //
