@@ -88,6 +88,39 @@ func TestTransferInvariant(t *testing.T) {
 				}, opts...)
 			}
 
+			// An observer checks, while the transfers run, that every
+			// committed state it sees has the full total and no negative
+			// balance: one statement reads one consistent snapshot.
+			// It looks after every tenth transfer, so that it does not
+			// crowd the writers out of SQLite's single lock.
+			stop := make(chan struct{})
+			tick := make(chan struct{}, 1)
+			observed := make(chan int)
+			go func() {
+				n := 0
+				defer func() { observed <- n }()
+				for {
+					select {
+					case <-stop:
+						return
+					case <-tick:
+					}
+					var sum, low int64
+					err := txn.Do(ctx, db, func(ctx context.Context, tx *sql.Tx) error {
+						return tx.QueryRowContext(ctx, "SELECT SUM(balance), MIN(balance) FROM accounts").Scan(&sum, &low)
+					}, d.with(txn.ReadOnly())...)
+					if err != nil {
+						t.Errorf("observer: %v", err)
+						return
+					}
+					if sum != accounts*initial || low < 0 {
+						t.Errorf("observer saw total %d and lowest balance %d", sum, low)
+						return
+					}
+					n++
+				}
+			}()
+
 			start := time.Now()
 			var applied, refused atomic.Int64
 			var next atomic.Int64
@@ -105,6 +138,12 @@ func TestTransferInvariant(t *testing.T) {
 							dst++
 						}
 						err := transfer(id, src, dst, rand.Int64N(400)+1)
+						if id%10 == 0 {
+							select {
+							case tick <- struct{}{}:
+							default:
+							}
+						}
 						switch {
 						case err == nil:
 							applied.Add(1)
@@ -118,10 +157,13 @@ func TestTransferInvariant(t *testing.T) {
 				})
 			}
 			wg.Wait()
+			close(stop)
+			observations := <-observed
 			require.False(t, t.Failed())
+			require.Positive(t, observations)
 			require.Equal(t, int64(total), applied.Load()+refused.Load())
-			t.Logf("%s: %d transfers (%d applied, %d refused) by %d goroutines in %v, %d retries",
-				d.name, total, applied.Load(), refused.Load(), workers, time.Since(start).Round(time.Millisecond), retries.Load())
+			t.Logf("%s: %d transfers (%d applied, %d refused) by %d goroutines in %v, %d retries; %d consistent snapshots observed",
+				d.name, total, applied.Load(), refused.Load(), workers, time.Since(start).Round(time.Millisecond), retries.Load(), observations)
 
 			// The ledger replayed from the opening balances gives every
 			// balance: each applied transfer changed both sides, and
