@@ -119,6 +119,17 @@ func (c *Cache[K, V]) miss(h uint64) { c.stripes[uint32(h>>52)&c.smask].misses.A
 // testing/synctest control it.
 func now() int64 { return time.Now().UnixNano() }
 
+// clock reads the time at most once per operation, and only when asked:
+// a write to a cache without TTLs never reads it.
+type clock struct{ t int64 }
+
+func (c *clock) now() int64 {
+	if c.t == 0 {
+		c.t = now()
+	}
+	return c.t
+}
+
 // Get returns the value for key and true when a fresh entry holds one. An
 // expired entry, a cached loader error and an absent key are all misses. Get
 // takes no lock, never allocates, and reads the clock only when the entry
@@ -162,7 +173,7 @@ func (c *Cache[K, V]) set(key K, value V, ttl int64) {
 	if cl := s.calls[key]; cl != nil {
 		cl.dropped = true
 	}
-	c.store(s, key, h, value, nil, ttl, now(), &ev)
+	c.store(s, key, h, value, nil, ttl, &clock{}, &ev)
 	s.mu.Unlock()
 	c.notify(&ev)
 }
@@ -255,29 +266,29 @@ func (c *Cache[K, V]) goTracked(f func()) error {
 	return nil
 }
 
-// expiry returns the absolute expiry for an entry stored at t with ttl,
+// expiry returns the absolute expiry for an entry stored now with ttl,
 // shortened by a random fraction of up to Jitter; 0 means never.
-func (c *Cache[K, V]) expiry(t, ttl int64) int64 {
+func (c *Cache[K, V]) expiry(clk *clock, ttl int64) int64 {
 	if ttl <= 0 {
 		return 0
 	}
 	if c.jitter > 0 {
 		ttl -= int64(rand.Float64() * c.jitter * float64(ttl))
 	}
-	return t + max(ttl, 1)
+	return clk.now() + max(ttl, 1)
 }
 
 // store publishes a value (err == nil) or a cached error for key in s,
 // evicting an entry if s is full. Called with s.mu held.
-func (c *Cache[K, V]) store(s *shard[K, V], key K, h uint64, value V, err error, ttl, t int64, ev *evictions[K, V]) {
-	e := &entry[K, V]{key: key, hash: h, value: value, err: err, expires: c.expiry(t, ttl)}
+func (c *Cache[K, V]) store(s *shard[K, V], key K, h uint64, value V, err error, ttl int64, clk *clock, ev *evictions[K, V]) {
+	e := &entry[K, V]{key: key, hash: h, value: value, err: err, expires: c.expiry(clk, ttl)}
 	e.keepUntil = e.expires
 	if err == nil {
 		if e.expires != 0 {
 			e.keepUntil = e.expires + c.staleIfError
 		}
 		if c.refreshAfter > 0 {
-			e.refreshAt.Store(t + c.refreshAfter)
+			e.refreshAt.Store(clk.now() + c.refreshAfter)
 		}
 	}
 	if old := s.find(key, h); old != nil {
@@ -285,7 +296,7 @@ func (c *Cache[K, V]) store(s *shard[K, V], key K, h uint64, value V, err error,
 		return
 	}
 	if len(s.ring) >= s.capacity {
-		victim, reason := s.victim(t)
+		victim, reason := s.victim(clk)
 		s.remove(victim)
 		if victim.err == nil {
 			ev.add(c, victim, reason)

@@ -259,27 +259,27 @@ func (c *Cache[K, V]) settle(s *shard[K, V], key K, h uint64, cl *call[V], v V, 
 	if s.calls[key] == cl {
 		delete(s.calls, key)
 	}
-	t := now()
+	clk := &clock{}
 	switch {
 	case err == nil:
 		cl.val = v
 		if !cl.dropped {
-			c.store(s, key, h, v, nil, c.ttl, t, &ev)
+			c.store(s, key, h, v, nil, c.ttl, clk, &ev)
 		}
 	default:
 		cl.err = err
 		e := s.find(key, h)
-		if e != nil && e.err == nil && !cl.dropped && (e.keepUntil == 0 || t < e.keepUntil) {
+		if e != nil && e.err == nil && !cl.dropped && (e.keepUntil == 0 || clk.now() < e.keepUntil) {
 			// Keep serving the old value; try again after NegativeTTL, or
 			// RefreshAfter when no NegativeTTL is set.
 			cl.val, cl.err = e.value, nil
-			cl.stale = e.expires != 0 && t >= e.expires
+			cl.stale = e.expires != 0 && clk.now() >= e.expires
 			if c.refreshAfter > 0 {
 				retry := c.refreshAfter
 				if c.negativeTTL > 0 {
 					retry = c.negativeTTL
 				}
-				e.refreshAt.Store(t + retry)
+				e.refreshAt.Store(clk.now() + retry)
 			}
 			e.refreshing.Store(false)
 			break
@@ -287,7 +287,7 @@ func (c *Cache[K, V]) settle(s *shard[K, V], key K, h uint64, cl *call[V], v V, 
 		cause := context.Cause(lctx)
 		cancelledHere := cause == errAbandoned || cause == ErrClosed
 		if c.negativeTTL > 0 && !cl.dropped && !cancelledHere {
-			c.store(s, key, h, v, err, c.negativeTTL, t, &ev)
+			c.store(s, key, h, v, err, c.negativeTTL, clk, &ev)
 		}
 	}
 	s.mu.Unlock()

@@ -193,14 +193,14 @@ func (s *shard[K, V]) remove(e *entry[K, V]) {
 // reference bits until it meets an entry not used since its last pass.
 // Readers may set bits behind the hand, so after two turns of the ring the
 // entry under the hand is taken whatever its bit. Called with mu held.
-func (s *shard[K, V]) victim(t int64) (*entry[K, V], EvictReason) {
+func (s *shard[K, V]) victim(clk *clock) (*entry[K, V], EvictReason) {
 	for steps := 0; ; steps++ {
 		if s.hand >= len(s.ring) {
 			s.hand = 0
 		}
 		e := s.ring[s.hand]
 		s.hand++
-		if e.keepUntil != 0 && t >= e.keepUntil {
+		if e.keepUntil != 0 && clk.now() >= e.keepUntil {
 			return e, ReasonExpired
 		}
 		if e.ref.Load() != 0 && steps < 2*len(s.ring) {
