@@ -74,7 +74,11 @@
 // [MySQL] (MySQL 8 and MariaDB, ? placeholders, never row comparisons,
 // which MariaDB cannot use as an index range) and [SQLite] (? placeholders).
 // [Dialect.Offset] numbers the placeholders after those the rest of the
-// query already uses.
+// query already uses. After and OrderBy take a whole Dialect, not just a
+// placeholder style, because the right SQL also depends on whether the
+// database can use row comparisons, how it orders NULLs and how it stores
+// times; and they return an error, because a keyset or values can be
+// wrong.
 //
 // # NULLs
 //

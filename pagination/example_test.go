@@ -56,7 +56,7 @@ func listUsers(db *sql.DB, codec *pagination.Codec) http.HandlerFunc {
 				return
 			}
 			if where, args, err = byNewest.After([]any{c.CreatedAt, c.ID}, pagination.SQLite); err != nil {
-				http.Error(w, err.Error(), http.StatusInternalServerError)
+				internalError(w, err)
 				return
 			}
 			where = "WHERE " + where
@@ -64,7 +64,7 @@ func listUsers(db *sql.DB, codec *pagination.Codec) http.HandlerFunc {
 		rows, err := db.QueryContext(r.Context(),
 			fmt.Sprintf("SELECT id, name, created_at FROM users %s ORDER BY %s LIMIT %d", where, orderBy, limit+1), args...)
 		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
+			internalError(w, err)
 			return
 		}
 		defer rows.Close()
@@ -72,25 +72,31 @@ func listUsers(db *sql.DB, codec *pagination.Codec) http.HandlerFunc {
 		for rows.Next() {
 			var u user
 			if err := rows.Scan(&u.ID, &u.Name, &u.CreatedAt); err != nil {
-				http.Error(w, err.Error(), http.StatusInternalServerError)
+				internalError(w, err)
 				return
 			}
 			users = append(users, u)
 		}
 		if err := rows.Err(); err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
+			internalError(w, err)
 			return
 		}
 		page, err := pagination.NewPage(users, limit, func(last user) (string, error) {
 			return codec.Encode(userCursor{CreatedAt: last.CreatedAt, ID: last.ID})
 		})
 		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
+			internalError(w, err)
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(page)
 	}
+}
+
+// internalError logs what went wrong and tells the client only that it did.
+func internalError(w http.ResponseWriter, err error) {
+	log.Printf("list users: %v", err)
+	http.Error(w, "internal error", http.StatusInternalServerError)
 }
 
 // This example serves a users table from SQLite, newest first, and a
