@@ -1,0 +1,215 @@
+// Package ratelimit_test compares asynckit's limiters with the keyed rate
+// limiters Go services commonly use, on the same workload in one run.
+package ratelimit_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/go-redis/redis_rate/v10"
+	"github.com/redis/go-redis/v9"
+	"github.com/sethvargo/go-limiter/memorystore"
+	"github.com/throttled/throttled/v2"
+	throttledmem "github.com/throttled/throttled/v2/store/memstore"
+	ulule "github.com/ulule/limiter/v3"
+	ululemem "github.com/ulule/limiter/v3/drivers/store/memory"
+	"golang.org/x/time/rate"
+
+	"github.com/asynckit/asynckit/ratelimit"
+	"github.com/asynckit/asynckit/ratelimit/redisrate"
+)
+
+// The in-memory workload: 10,000 keys, each limited to 8 per millisecond
+// with a burst of 8, visited in a scattered order from every core, so that
+// calls are a mix of admissions and denials.
+const nkeys = 10_000
+
+var (
+	limit = ratelimit.Limit{Rate: 8, Period: time.Millisecond, Burst: 8}
+	keys  = func() []string {
+		k := make([]string, nkeys)
+		for i := range k {
+			k[i] = "user:" + strconv.Itoa(i)
+		}
+		return k
+	}()
+)
+
+// allowFunc is one library's keyed Allow, reduced to what the benchmark
+// needs.
+type allowFunc func(ctx context.Context, key string) bool
+
+func BenchmarkAllowParallel(b *testing.B) {
+	for _, peer := range []struct {
+		name string
+		new  func(b *testing.B) allowFunc
+	}{
+		{"asynckit-GCRA", func(b *testing.B) allowFunc {
+			l, err := ratelimit.NewGCRA(limit, ratelimit.Options{MaxKeys: nkeys})
+			must(b, err)
+			return func(ctx context.Context, key string) bool {
+				res, _ := l.AllowN(ctx, key, 1)
+				return res.Allowed
+			}
+		}},
+		{"asynckit-SlidingWindow", func(b *testing.B) allowFunc {
+			l, err := ratelimit.NewSlidingWindow(limit, ratelimit.Options{MaxKeys: nkeys})
+			must(b, err)
+			return func(ctx context.Context, key string) bool {
+				res, _ := l.AllowN(ctx, key, 1)
+				return res.Allowed
+			}
+		}},
+		{"xtimerate-syncmap", func(b *testing.B) allowFunc {
+			var m sync.Map
+			every := rate.Limit(float64(limit.Rate) / limit.Period.Seconds())
+			return func(_ context.Context, key string) bool {
+				v, ok := m.Load(key)
+				if !ok {
+					v, _ = m.LoadOrStore(key, rate.NewLimiter(every, limit.Burst))
+				}
+				return v.(*rate.Limiter).Allow()
+			}
+		}},
+		{"sethvargo-memorystore", func(b *testing.B) allowFunc {
+			s, err := memorystore.New(&memorystore.Config{Tokens: uint64(limit.Rate), Interval: limit.Period})
+			must(b, err)
+			b.Cleanup(func() { _ = s.Close(context.Background()) })
+			return func(ctx context.Context, key string) bool {
+				_, _, _, ok, _ := s.Take(ctx, key)
+				return ok
+			}
+		}},
+		{"ulule-memory", func(b *testing.B) allowFunc {
+			l := ulule.New(ululemem.NewStore(), ulule.Rate{Period: limit.Period, Limit: int64(limit.Rate)})
+			return func(ctx context.Context, key string) bool {
+				c, _ := l.Get(ctx, key)
+				return !c.Reached
+			}
+		}},
+		{"throttled-gcra-memstore", func(b *testing.B) allowFunc {
+			st, err := throttledmem.NewCtx(2 * nkeys)
+			must(b, err)
+			rl, err := throttled.NewGCRARateLimiterCtx(st, throttled.RateQuota{
+				MaxRate: throttled.PerSec(limit.Rate * int(time.Second/limit.Period)), MaxBurst: limit.Burst - 1})
+			must(b, err)
+			return func(ctx context.Context, key string) bool {
+				limited, _, _ := rl.RateLimitCtx(ctx, key, 1)
+				return !limited
+			}
+		}},
+	} {
+		b.Run(peer.name, func(b *testing.B) {
+			allow := peer.new(b)
+			ctx := context.Background()
+			for _, k := range keys {
+				allow(ctx, k)
+			}
+			var seed atomic.Uint64
+			b.ReportAllocs()
+			b.ResetTimer()
+			cpu := cpuTime()
+			b.RunParallel(func(pb *testing.PB) {
+				r := rand.New(rand.NewPCG(seed.Add(1), 42))
+				i := r.IntN(nkeys)
+				for pb.Next() {
+					allow(ctx, keys[i])
+					if i += 7919; i >= nkeys {
+						i -= nkeys
+					}
+				}
+			})
+			b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
+		})
+	}
+}
+
+// BenchmarkRedisAllow compares one decision against the real Redis named by
+// REDIS_URL, with 16 concurrent callers over 10,000 keys: asynckit's
+// redisrate GCRA against go-redis/redis_rate (also GCRA in Lua). Both use
+// the same client settings.
+func BenchmarkRedisAllow(b *testing.B) {
+	url := os.Getenv("REDIS_URL")
+	if url == "" {
+		b.Skip("set REDIS_URL=redis://127.0.0.1:6379/0 to compare Redis limiters")
+	}
+	opts, err := redis.ParseURL(url)
+	must(b, err)
+	const callers = 16
+	prefix := fmt.Sprintf("akbench_%d:", time.Now().UnixNano())
+	for _, peer := range []struct {
+		name string
+		new  func(b *testing.B, c *redis.Client) allowFunc
+	}{
+		{"asynckit-redisrate-GCRA", func(b *testing.B, c *redis.Client) allowFunc {
+			l, err := redisrate.NewGCRA(c, ratelimit.PerSecond(1000), redisrate.Options{Prefix: prefix})
+			must(b, err)
+			return func(ctx context.Context, key string) bool {
+				res, err := l.AllowN(ctx, key, 1)
+				if err != nil {
+					b.Error(err)
+				}
+				return res.Allowed
+			}
+		}},
+		{"go-redis-redis_rate", func(b *testing.B, c *redis.Client) allowFunc {
+			l := redis_rate.NewLimiter(c)
+			lim := redis_rate.PerSecond(1000)
+			return func(ctx context.Context, key string) bool {
+				res, err := l.Allow(ctx, prefix+key, lim)
+				if err != nil {
+					b.Error(err)
+					return false
+				}
+				return res.Allowed > 0
+			}
+		}},
+	} {
+		b.Run(fmt.Sprintf("%s/callers=%d", peer.name, callers), func(b *testing.B) {
+			c := redis.NewClient(opts)
+			b.Cleanup(func() { _ = c.Close() })
+			allow := peer.new(b, c)
+			ctx := context.Background()
+			allow(ctx, keys[0]) // load the script
+			var next atomic.Int64
+			b.SetParallelism(max(callers/runtime.GOMAXPROCS(0), 1))
+			b.ReportAllocs()
+			b.ResetTimer()
+			cpu := cpuTime()
+			b.RunParallel(func(pb *testing.PB) {
+				i := int(next.Add(7919))
+				for pb.Next() {
+					allow(ctx, keys[i%nkeys])
+					i++
+				}
+			})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "decisions/s")
+			b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
+		})
+	}
+}
+
+func must(b *testing.B, err error) {
+	b.Helper()
+	if err != nil {
+		b.Fatal(err)
+	}
+}
+
+// cpuTime is the process's user and system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
