@@ -244,3 +244,43 @@ func TestDialectString(t *testing.T) {
 	require.Equal(t, "invalid Dialect", Dialect{}.String())
 	require.Equal(t, "NULLS LAST", NullsLast.String())
 }
+
+func TestDialectArg(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 1, 2, 3, 4, 5, 600_000_000, time.FixedZone("CET", 3600))
+	tests := []struct {
+		name string
+		d    Dialect
+		in   any
+		want any
+	}{
+		{"Postgres binds a time as it is", Postgres, at, at},
+		{"SQLite binds a time as UTC text", SQLite, at, "2026-01-02 02:04:05.6+00:00"},
+		{"SQLite with a layout of its own", SQLite.WithTimeLayout("2006-01-02T15:04:05.000Z"), at, "2026-01-02T02:04:05.600Z"},
+		{"a pointer is what it points to", SQLite, &at, "2026-01-02 02:04:05.6+00:00"},
+		{"a nil pointer is NULL", Postgres, (*time.Time)(nil), nil},
+		{"a Valid sql.NullString is its string", MySQL, sql.NullString{String: "x", Valid: true}, "x"},
+		{"an invalid sql.NullTime is NULL", SQLite, sql.NullTime{}, nil},
+		{"other values pass through", MySQL, int64(3), int64(3)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := tt.d.Arg(tt.in)
+			require.NoError(t, err)
+			require.Equal(t, tt.want, got)
+		})
+	}
+	t.Run("a failing Valuer is an error", func(t *testing.T) {
+		_, err := Postgres.Arg(failingValuer{})
+		require.ErrorContains(t, err, "value of pagination.failingValuer: boom")
+	})
+	t.Run("a Valuer that never yields a plain value is an error, not a hang", func(t *testing.T) {
+		_, err := Postgres.Arg(selfValuer{})
+		require.ErrorContains(t, err, "does not resolve to a plain value")
+	})
+}
+
+// selfValuer is a broken Valuer whose value is itself.
+type selfValuer struct{}
+
+func (selfValuer) Value() (driver.Value, error) { return selfValuer{}, nil }
