@@ -74,6 +74,8 @@ type ShutdownError struct {
 	Err error
 }
 
+// Error says how many tasks were left pending and interrupted, and the
+// ctx's error if there was one.
 func (e *ShutdownError) Error() string {
 	msg := fmt.Sprintf("taskqueue: shut down with %d task(s) pending (%d interrupted)", e.Pending, e.Interrupted)
 	if e.Err != nil {

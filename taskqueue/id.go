@@ -3,6 +3,7 @@ package taskqueue
 import (
 	"crypto/rand"
 	"encoding/binary"
+	"sync"
 	"time"
 )
 
@@ -19,7 +20,9 @@ const idLen = 26
 func newID() string {
 	var raw [16]byte
 	binary.BigEndian.PutUint64(raw[:8], uint64(time.Now().UnixMilli())<<16)
-	_, _ = rand.Read(raw[6:]) // crypto/rand.Read never fails on supported platforms
+	src := entropy.Get().(*randomBytes)
+	src.read(raw[6:])
+	entropy.Put(src)
 	hi := binary.BigEndian.Uint64(raw[:8])
 	lo := binary.BigEndian.Uint64(raw[8:])
 	var out [idLen]byte
@@ -47,4 +50,21 @@ func validID(id string) bool {
 
 func isIDChar(c byte) bool {
 	return c >= '0' && c <= '9' || c >= 'a' && c <= 'z' && c != 'i' && c != 'l' && c != 'o' && c != 'u'
+}
+
+// randomBytes hands out crypto/rand bytes read in blocks, so that an id
+// costs a copy rather than a call into the kernel's generator.
+type randomBytes struct {
+	buf [640]byte
+	off int
+}
+
+var entropy = sync.Pool{New: func() any { return &randomBytes{off: len(randomBytes{}.buf)} }}
+
+func (r *randomBytes) read(p []byte) {
+	if r.off+len(p) > len(r.buf) {
+		_, _ = rand.Read(r.buf[:]) // crypto/rand.Read never fails on supported platforms
+		r.off = 0
+	}
+	r.off += copy(p, r.buf[r.off:])
 }

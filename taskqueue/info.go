@@ -6,8 +6,8 @@ import (
 )
 
 // Info is what a caller can know about a task: a snapshot, safe to keep and
-// to write as JSON. Times are UTC-agnostic time.Time values without a
-// monotonic reading; zero times are omitted from JSON.
+// to write as JSON (Status as its name, Result embedded as JSON). Times
+// carry no monotonic reading; zero times are omitted from JSON.
 type Info struct {
 	// ID identifies the task; it is made by Submit and never reused.
 	ID string `json:"id"`
@@ -88,8 +88,10 @@ type Filter struct {
 // Position is a place in the listing order (CreatedAt, then ID, both
 // descending). A List cursor encodes one.
 type Position struct {
+	// CreatedAt is the task's creation time.
 	CreatedAt time.Time
-	ID        string
+	// ID is the task's id, which orders tasks created at the same time.
+	ID string
 }
 
 // ListQuery is what the Runner asks of Store.List.
@@ -104,11 +106,17 @@ type ListQuery struct {
 	Limit int
 }
 
-// Stats counts the tasks a store holds, by status.
+// Stats counts the tasks a store holds, by status. Finished tasks are
+// counted until they are deleted after Retention.
 type Stats struct {
-	Pending   int `json:"pending"`
-	Running   int `json:"running"`
+	// Pending counts tasks waiting to run, due now or later.
+	Pending int `json:"pending"`
+	// Running counts tasks a handler is working on.
+	Running int `json:"running"`
+	// Succeeded counts tasks that succeeded.
 	Succeeded int `json:"succeeded"`
-	Failed    int `json:"failed"`
-	Canceled  int `json:"canceled"`
+	// Failed counts tasks that failed.
+	Failed int `json:"failed"`
+	// Canceled counts tasks that were cancelled.
+	Canceled int `json:"canceled"`
 }

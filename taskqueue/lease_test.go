@@ -120,3 +120,77 @@ func TestLeasedClaims(t *testing.T) {
 		})
 	})
 }
+
+// cancelOnClaimStore cancels each task through the Runner right after the
+// store hands it to a worker, before the worker has registered it: the
+// narrowest window a Cancel can hit.
+type cancelOnClaimStore struct {
+	*taskqueue.MemoryStore
+	r *taskqueue.Runner
+}
+
+func (s *cancelOnClaimStore) Claim(ctx context.Context, kinds []string) (taskqueue.Task, error) {
+	t, err := s.MemoryStore.Claim(ctx, kinds)
+	if err == nil {
+		if cerr := s.r.Cancel(ctx, t.ID); cerr != nil {
+			return t, cerr
+		}
+	}
+	return t, err
+}
+
+func TestCancelBetweenClaimAndStartStillCancels(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem, err := taskqueue.NewMemoryStore(taskqueue.MemoryOptions{})
+		require.NoError(t, err)
+		store := &cancelOnClaimStore{MemoryStore: mem}
+		r, err := taskqueue.New(taskqueue.Options{Store: store, Workers: 1})
+		require.NoError(t, err)
+		store.r = r
+		causes := make(chan error, 1)
+		require.NoError(t, taskqueue.Handle(r, "wait", func(ctx context.Context, job *taskqueue.Job, _ int) (int, error) {
+			<-ctx.Done() // already done when the handler starts
+			causes <- context.Cause(ctx)
+			return 1, nil
+		}))
+		require.NoError(t, r.Start(context.Background()))
+		info, err := r.Submit(context.Background(), "wait", 0)
+		require.NoError(t, err)
+		done, err := r.Wait(context.Background(), info.ID)
+		require.NoError(t, err)
+		require.Equal(t, taskqueue.StatusCanceled, done.Status)
+		require.ErrorIs(t, <-causes, taskqueue.ErrCanceled)
+		require.NoError(t, r.Shutdown(context.Background()))
+	})
+}
+
+func TestStartContextEndingStopsWorkersAndReleasesTasks(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r, err := taskqueue.New(taskqueue.Options{Workers: 1, MaxAttempts: 1})
+		require.NoError(t, err)
+		require.NoError(t, taskqueue.Handle(r, "wait", func(ctx context.Context, job *taskqueue.Job, _ int) (int, error) {
+			<-ctx.Done()
+			return 0, ctx.Err()
+		}))
+		ctx, cancel := context.WithCancel(context.Background())
+		require.NoError(t, r.Start(ctx))
+		info, err := r.Submit(context.Background(), "wait", 0)
+		require.NoError(t, err)
+		synctest.Wait()
+		cancel()
+		synctest.Wait()
+		got, err := r.Get(context.Background(), info.ID)
+		require.NoError(t, err)
+		require.Equal(t, taskqueue.StatusPending, got.Status, "released, not failed")
+		require.Equal(t, 0, got.Attempt)
+		next, err := r.Submit(context.Background(), "wait", 0)
+		require.NoError(t, err, "intake stays open until Shutdown")
+		synctest.Wait()
+		got, err = r.Get(context.Background(), next.ID)
+		require.NoError(t, err)
+		require.Equal(t, taskqueue.StatusPending, got.Status, "but no worker claims it")
+		var se *taskqueue.ShutdownError
+		require.ErrorAs(t, r.Shutdown(context.Background()), &se)
+		require.Equal(t, &taskqueue.ShutdownError{Pending: 2, Interrupted: 1}, se)
+	})
+}

@@ -265,8 +265,9 @@ func (r *Runner) Get(ctx context.Context, id string) (Info, error) {
 // to get the next page, and "" for the first. Tasks past Retention are not
 // listed. limit must be between 1 and 1000; f.Status must be zero or valid
 // and f.Kind at most 128 bytes; a cursor List did not make is
-// ErrInvalidCursor. Pages stay consistent while tasks are added: a task
-// submitted after the first page appears on no later page.
+// ErrInvalidCursor. Pages stay consistent while tasks are added: tasks
+// submitted after a page was fetched sort before it (they are newer), so
+// they do not appear on the pages that follow it.
 func (r *Runner) List(ctx context.Context, f Filter, cursor string, limit int) (pagination.Page[Info], error) {
 	switch {
 	case limit < 1 || limit > maxListLimit:

@@ -27,11 +27,10 @@ type Store interface {
 	// ErrQueueFull.
 	Insert(ctx context.Context, t Task) (info Info, inserted bool, err error)
 
-	// Claim waits until a pending task of one of kinds is due, marks it
-	// running (Attempt one higher, StartedAt now, a new ClaimToken), and
-	// returns it. Tasks
-	// that are due are claimed oldest RunAt first. It returns ctx's error
-	// when ctx ends first.
+	// Claim waits until a pending task of one of kinds (nil: any kind) is
+	// due, marks it running (Attempt one higher, StartedAt now, a new
+	// ClaimToken), and returns it. Due tasks are claimed first come, first
+	// served. It returns ctx's error when ctx ends first.
 	Claim(ctx context.Context, kinds []string) (Task, error)
 
 	// Heartbeat renews the lease of a running claim and reports whether
