@@ -25,7 +25,7 @@ func BenchmarkAllowParallel(b *testing.B) {
 		}
 		for _, ml := range memoryLimiters {
 			b.Run(fmt.Sprintf("%s/keys=%d", ml.name, nkeys), func(b *testing.B) {
-				l, err := ml.new(ratelimit.PerSecond(1_000_000), ratelimit.Options{MaxKeys: nkeys})
+				l, err := ml.new(benchLimit, ratelimit.Options{MaxKeys: nkeys})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -41,13 +41,18 @@ func BenchmarkAllowParallel(b *testing.B) {
 			benchParallel(b, keys, func(_ context.Context, key string) {
 				v, ok := m.Load(key)
 				if !ok {
-					v, _ = m.LoadOrStore(key, rate.NewLimiter(rate.Limit(1_000_000), 1_000_000))
+					v, _ = m.LoadOrStore(key, rate.NewLimiter(rate.Limit(float64(benchLimit.Rate)/benchLimit.Period.Seconds()), benchLimit.Burst))
 				}
 				v.(*rate.Limiter).Allow()
 			})
 		})
 	}
 }
+
+// benchLimit is 8 per millisecond per key: with keys revisited about every
+// half millisecond, calls are a mix of admissions and denials, and the
+// sliding log's per-key ring stays small (8 timestamps).
+var benchLimit = ratelimit.Limit{Rate: 8, Period: time.Millisecond, Burst: 8}
 
 var benchSeed atomic.Uint64
 

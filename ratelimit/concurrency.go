@@ -44,7 +44,7 @@ type slotsState struct {
 
 func (s *slotsState) idle(now int64) bool { return s.quiet <= now }
 
-func (s *slotsState) reset() { s.slots, s.quiet = s.slots[:0], 0 }
+func (s *slotsState) reset(int64) { s.slots, s.quiet = s.slots[:0], 0 }
 
 func (s *slotsState) expire(now int64) {
 	i := 0

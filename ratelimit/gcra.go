@@ -29,7 +29,7 @@ type gcraState struct{ tat int64 }
 // idle: a TAT in the past says no more than a fresh key does.
 func (s *gcraState) idle(now int64) bool { return s.tat <= now }
 
-func (s *gcraState) reset() { s.tat = 0 }
+func (s *gcraState) reset(int64) { s.tat = 0 }
 
 var _ Limiter = (*GCRA)(nil)
 

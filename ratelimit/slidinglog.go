@@ -31,7 +31,7 @@ type logState struct {
 
 func (s *logState) idle(now int64) bool { return s.quiet <= now }
 
-func (s *logState) reset() { s.head, s.count, s.quiet = 0, 0, 0 }
+func (s *logState) reset(int64) { s.head, s.count, s.quiet = 0, 0, 0 }
 
 // at returns the i-th oldest admission time.
 func (s *logState) at(i int) int64 { return s.ring[(s.head+i)%len(s.ring)] }

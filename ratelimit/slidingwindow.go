@@ -36,7 +36,7 @@ type windowState struct {
 
 func (s *windowState) idle(now int64) bool { return !s.used || s.quiet <= now }
 
-func (s *windowState) reset() { *s = windowState{} }
+func (s *windowState) reset(int64) { *s = windowState{} }
 
 var _ Limiter = (*SlidingWindow)(nil)
 

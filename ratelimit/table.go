@@ -47,8 +47,9 @@ type state[S any] interface {
 	// idle reports whether the state carries no information at now: the
 	// key would behave exactly like a fresh one.
 	idle(now int64) bool
-	// reset makes the state fresh, keeping any buffers it owns.
-	reset()
+	// reset makes the state fresh for a new key at now, keeping any
+	// buffers it owns.
+	reset(now int64)
 }
 
 func newTable[S any, P state[S]](o Options, grace time.Duration) *table[S, P] {
@@ -119,7 +120,7 @@ func (t *table[S, P]) get(sh *shard[S], key string, now int64) *S {
 	if n == nil {
 		n = &node[S]{}
 	} else {
-		P(&n.s).reset()
+		P(&n.s).reset(now)
 	}
 	n.key, n.used = key, false
 	sh.m[key] = n

@@ -33,9 +33,13 @@ type tokenState struct {
 
 func (s *tokenState) idle(now int64) bool { return s.l == nil || s.full <= now }
 
-// reset drops the limiter rather than reusing it: a bucket evicted before it
-// refilled must not be handed, part-empty, to another key.
-func (s *tokenState) reset() { *s = tokenState{} }
+// reset keeps the limiter only if it has refilled: a bucket evicted before
+// it refilled must not be handed, part-empty, to another key.
+func (s *tokenState) reset(now int64) {
+	if s.full > now {
+		*s = tokenState{}
+	}
+}
 
 var _ Limiter = (*TokenBucket)(nil)
 
