@@ -42,7 +42,8 @@ type MemoryStore struct {
 	mu       sync.Mutex
 	capacity int
 	tasks    map[string]*memTask
-	peak     int // len(tasks) high-water mark since the map was last rebuilt
+	peak     int                 // len(tasks) high-water mark since the map was last rebuilt
+	running  map[string]*memTask // the running tasks: a small map, quick to search
 	unique   map[string]*memTask
 	upeak    int
 	ready    deque // due tasks, first come first served; may hold dead entries
@@ -85,6 +86,7 @@ func NewMemoryStore(opts MemoryOptions) (*MemoryStore, error) {
 	return &MemoryStore{
 		capacity: opts.QueueSize,
 		tasks:    make(map[string]*memTask),
+		running:  make(map[string]*memTask),
 		unique:   make(map[string]*memTask),
 	}, nil
 }
@@ -102,11 +104,14 @@ func (s *MemoryStore) lookup(id string) (*memTask, error) {
 }
 
 func (s *MemoryStore) held(id string, claim int64) (*memTask, error) {
-	mt, err := s.lookup(id)
-	if err != nil {
-		return nil, err
+	mt := s.running[id]
+	if mt == nil {
+		if _, err := s.lookup(id); err != nil {
+			return nil, err
+		}
+		return nil, ErrLeaseLost
 	}
-	if mt.Status != StatusRunning || mt.ClaimToken != claim {
+	if mt.ClaimToken != claim {
 		return nil, ErrLeaseLost
 	}
 	return mt, nil
@@ -117,6 +122,12 @@ func kindIn(kind string, kinds []string) bool {
 }
 
 func (s *MemoryStore) setStatus(mt *memTask, st Status) {
+	switch {
+	case st == StatusRunning:
+		s.running[mt.ID] = mt
+	case mt.Status == StatusRunning:
+		delete(s.running, mt.ID)
+	}
 	s.counts[mt.Status]--
 	s.counts[st]++
 	mt.Status = st

@@ -157,6 +157,7 @@ func (r *Runner) Start(ctx context.Context) error {
 	all, stopAll := context.WithCancelCause(ctx)
 	claims, stopClaims := context.WithCancel(all)
 	r.stopAll, r.stopClaims = stopAll, stopClaims
+	context.AfterFunc(all, func() { r.cancelRunning(context.Cause(all)) })
 	r.slots = make([]runSlot, r.opts.Workers)
 	r.wg.Add(r.opts.Workers + 1)
 	for i := range r.opts.Workers {
@@ -345,6 +346,17 @@ func (r *Runner) cancelLocal(id string) {
 		}
 	}
 	r.cancelPending[id] = struct{}{}
+}
+
+// cancelRunning cancels every handler running on this Runner with cause.
+func (r *Runner) cancelRunning(cause error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range r.slots {
+		if s.cancel != nil {
+			s.cancel(cause)
+		}
+	}
 }
 
 // finished publishes a terminal Info and calls OnFinish.

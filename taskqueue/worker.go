@@ -17,10 +17,10 @@ const storeRetryDelay = 100 * time.Millisecond
 // work is one worker: it claims tasks until claims ends.
 func (r *Runner) work(i int, claims, all context.Context) {
 	defer r.wg.Done()
-	// Each worker's tasks hang off a ctx of its own, so registering a
-	// task's ctx never contends with other workers.
-	wctx, cancel := context.WithCancel(all)
-	defer cancel()
+	// Tasks' ctxs carry all's values but are not registered with it: the
+	// Runner cancels the running ones itself when all ends (see Start), so
+	// a task costs no registration in a ctx shared by every worker.
+	wctx := context.WithoutCancel(all)
 	for {
 		t, err := r.store.Claim(claims, r.kinds)
 		if err != nil {
@@ -72,6 +72,9 @@ func (r *Runner) run(i int, t *Task, wctx, all context.Context) {
 		}
 	}
 	r.mu.Unlock()
+	if all.Err() != nil { // ended before the slot was there to be cancelled
+		cancel(context.Cause(all))
+	}
 	if !t.LeaseUntil.IsZero() {
 		job.heartbeat(time.Until(t.LeaseUntil)/3, cancel)
 	}
