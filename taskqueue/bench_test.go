@@ -155,3 +155,41 @@ func BenchmarkGet(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkJobProgress measures Job.Progress called per item from inside a
+// handler: most calls are coalesced and never reach the store.
+func BenchmarkJobProgress(b *testing.B) {
+	r, err := taskqueue.New(taskqueue.Options{Workers: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	err = taskqueue.Handle(r, "items", func(ctx context.Context, job *taskqueue.Job, _ noop) (noop, error) {
+		// The benchmark's goroutine is blocked in Wait meanwhile.
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := range b.N {
+			if err := job.Progress(i%101, "processing items"); err != nil {
+				return noop{}, err
+			}
+		}
+		b.StopTimer()
+		return noop{}, nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := r.Start(ctx); err != nil {
+		b.Fatal(err)
+	}
+	info, err := r.Submit(ctx, "items", noop{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if done, err := r.Wait(ctx, info.ID); err != nil || done.Status != taskqueue.StatusSucceeded {
+		b.Fatal(done.Error, err)
+	}
+	if err := r.Shutdown(ctx); err != nil {
+		b.Fatal(err)
+	}
+}

@@ -202,16 +202,18 @@ func (s *MemoryStore) schedule(mt *memTask, n time.Time) {
 	}
 }
 
-// wake signals one waiting Claim that accepts kind ("" accepts any waiter).
-func (s *MemoryStore) wake(kind string) {
+// wake signals one waiting Claim that accepts kind ("" accepts any waiter)
+// and reports whether there was one.
+func (s *MemoryStore) wake(kind string) bool {
 	for i, w := range s.waiters {
 		if kind == "" || kindIn(kind, w.kinds) {
 			s.waiters = slices.Delete(s.waiters, i, i+1)
 			w.signaled = true
 			w.ch <- struct{}{} // cap 1, and only ever sent to while registered
-			return
+			return true
 		}
 	}
+	return false
 }
 
 // promote moves due delayed tasks to the ready queue.
@@ -273,7 +275,7 @@ func (s *MemoryStore) Claim(ctx context.Context, kinds []string) (Task, error) {
 	for {
 		s.mu.Lock()
 		if err := ctx.Err(); err != nil {
-			s.handOn()
+			s.handOn(true)
 			s.mu.Unlock()
 			return Task{}, err
 		}
@@ -285,7 +287,7 @@ func (s *MemoryStore) Claim(ctx context.Context, kinds []string) (Task, error) {
 			mt.StartedAt = n
 			s.setStatus(mt, StatusRunning)
 			t := mt.Task
-			s.handOn()
+			s.handOn(false)
 			s.mu.Unlock()
 			return t, nil
 		}
@@ -336,22 +338,23 @@ func (s *MemoryStore) Claim(ctx context.Context, kinds []string) (Task, error) {
 	}
 }
 
-// handOn passes the wake-up on when work remains, so a signal consumed by a
-// caller that is leaving, or a burst of several tasks, is never lost.
-func (s *MemoryStore) handOn() {
+// handOn passes the wake-up on when work remains: after a claim, to a
+// waiter that can take another due task (a burst of promoted tasks); when
+// a caller leaves, also to one that re-arms the timer for delayed tasks,
+// so a signal consumed by a leaving caller is never lost.
+func (s *MemoryStore) handOn(leaving bool) {
 	if len(s.waiters) == 0 {
 		return
 	}
-	if s.live > 0 {
-		for i := 0; i < s.ready.len(); i++ {
-			if mt := s.ready.at(i); mt.Status == StatusPending && mt.index < 0 {
-				s.wake(mt.Kind)
-				break
-			}
-		}
-	}
-	if len(s.delayed) > 0 && len(s.waiters) > 0 {
+	if leaving && len(s.delayed) > 0 {
 		s.wake("")
+	}
+	// Look a little way into the queue only: the head is almost always
+	// claimable, and each Insert wakes a waiter for its own kind anyway.
+	for i := 0; i < min(s.ready.len(), 64) && s.live > 0 && len(s.waiters) > 0; i++ {
+		if mt := s.ready.at(i); mt.Status == StatusPending && mt.index < 0 && s.wake(mt.Kind) {
+			return
+		}
 	}
 }
 

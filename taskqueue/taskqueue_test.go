@@ -290,3 +290,21 @@ func TestResultTooLargeFailsTheTask(t *testing.T) {
 		require.NoError(t, r.Shutdown(context.Background()))
 	})
 }
+
+func FuzzParseStatus(f *testing.F) {
+	for _, s := range []string{"pending", "running", "succeeded", "failed", "canceled", "", "Pending", "x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		s, err := taskqueue.ParseStatus(name)
+		if err != nil {
+			if s != 0 {
+				t.Fatalf("ParseStatus(%q) returned %v with an error", name, s)
+			}
+			return
+		}
+		if !s.Valid() || s.String() != name {
+			t.Fatalf("ParseStatus(%q) = %v", name, s)
+		}
+	})
+}
