@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -26,8 +26,7 @@ type Concurrency struct {
 	lease int64
 	epoch time.Time
 	t     *table[slotsState, *slotsState]
-	mu    sync.Mutex // guards next
-	next  uint64
+	next  atomic.Uint64 // holder ids; 0 is AllowN's anonymous slots
 }
 
 type slot struct {
@@ -73,6 +72,9 @@ func NewConcurrency(max int, lease time.Duration, o Options) (*Concurrency, erro
 	return &Concurrency{lim: lim, lease: int64(lease), epoch: time.Now(), t: newTable[slotsState](o, lease)}, nil
 }
 
+// Len returns the number of keys c currently holds state for.
+func (c *Concurrency) Len() int { return c.t.len() }
+
 // Limit returns Limit{Rate: max, Period: lease, Burst: max}.
 func (c *Concurrency) Limit() Limit { return c.lim }
 
@@ -98,10 +100,7 @@ func (c *Concurrency) Acquire(ctx context.Context, key string) (release func(), 
 	if err := CheckCall(ctx, c.lim, key, 1); err != nil {
 		return func() {}, Result{}, err
 	}
-	c.mu.Lock()
-	c.next++
-	id := c.next
-	c.mu.Unlock()
+	id := c.next.Add(1)
 	res = c.take(key, 1, id)
 	if !res.Allowed {
 		return func() {}, res, ErrNotAcquired

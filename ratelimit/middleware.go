@@ -99,10 +99,11 @@ func ProblemType(uri string) MiddlewareOption {
 type policy struct {
 	name string
 	l    Limiter
-	key  KeyFunc
+	key  KeyFunc // nil: the middleware's key function, called once per request
 }
 
 type middleware struct {
+	key         KeyFunc
 	policies    []policy
 	legacy      bool
 	shadow      bool
@@ -164,7 +165,7 @@ func Middleware(l Limiter, key KeyFunc, opts ...MiddlewareOption) (func(http.Han
 	if l == nil || key == nil {
 		return nil, errors.New("ratelimit: Middleware needs a limiter and a key function")
 	}
-	m := &middleware{policies: []policy{{name: "default", l: l, key: key}}, problemType: DefaultProblemType}
+	m := &middleware{policies: []policy{{name: "default", l: l}}, key: key, problemType: DefaultProblemType}
 	for _, o := range opts {
 		if o == nil {
 			return nil, errors.New("ratelimit: nil MiddlewareOption")
@@ -180,9 +181,6 @@ func Middleware(l Limiter, key KeyFunc, opts ...MiddlewareOption) (func(http.Han
 	seen := map[string]bool{}
 	for i := range m.policies {
 		p := &m.policies[i]
-		if p.key == nil {
-			p.key = key
-		}
 		if seen[p.name] {
 			return nil, fmt.Errorf("ratelimit: two policies named %q", p.name)
 		}
@@ -210,8 +208,19 @@ func Middleware(l Limiter, key KeyFunc, opts ...MiddlewareOption) (func(http.Han
 func (m *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Handler) {
 	d := Decision{Allowed: true}
 	var keyErr, limErr error
-	for _, p := range m.policies {
-		key, err := p.key(r)
+	var mainKey string
+	for i, p := range m.policies {
+		var key string
+		var err error
+		switch {
+		case p.key != nil:
+			key, err = p.key(r)
+		case i == 0 || mainKey == "":
+			key, err = m.key(r)
+			mainKey = key
+		default:
+			key = mainKey
+		}
 		if err == nil && key == "" {
 			err = fmt.Errorf("%w: the key function returned an empty key", ErrNoKey)
 		}

@@ -313,3 +313,23 @@ func parseSFString(s string) (value, rest string, ok bool) {
 	}
 	return "", s, false
 }
+
+func TestMiddlewarePolicyWithItsOwnKey(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		perIP, err := ratelimit.NewGCRA(ratelimit.PerSecond(100), ratelimit.Options{})
+		require.NoError(t, err)
+		perTenant, err := ratelimit.NewGCRA(ratelimit.PerHour(1), ratelimit.Options{})
+		require.NoError(t, err)
+		h := mustMiddleware(t, perIP, ratelimit.KeyByIP(),
+			ratelimit.Policy("tenant", perTenant, ratelimit.KeyByHeader("X-Tenant")))(ok200)
+
+		require.Equal(t, http.StatusOK, serve(h, "192.0.2.1:1", "X-Tenant", "acme").Code)
+		// Another IP, same tenant: the tenant's quota is spent.
+		w := serve(h, "192.0.2.2:1", "X-Tenant", "acme")
+		require.Equal(t, http.StatusTooManyRequests, w.Code)
+		require.Equal(t, `"default";r=99;t=1, "tenant";r=0;t=3600`, w.Header().Get("RateLimit"))
+		// No tenant header: 400, not a shared empty tenant.
+		require.Equal(t, http.StatusBadRequest, serve(h, "192.0.2.3:1").Code)
+	})
+}

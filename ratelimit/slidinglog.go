@@ -62,6 +62,9 @@ func validateWindow(lim Limit) error {
 	return nil
 }
 
+// Len returns the number of keys l currently holds state for.
+func (l *SlidingLog) Len() int { return l.t.len() }
+
 // Limit returns the limit l enforces.
 func (l *SlidingLog) Limit() Limit { return l.lim }
 

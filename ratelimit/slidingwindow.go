@@ -54,6 +54,9 @@ func NewSlidingWindow(lim Limit, o Options) (*SlidingWindow, error) {
 	return &SlidingWindow{lim: lim, period: int64(lim.Period), epoch: time.Now(), t: newTable[windowState](o, lim.Period)}, nil
 }
 
+// Len returns the number of keys w currently holds state for.
+func (w *SlidingWindow) Len() int { return w.t.len() }
+
 // Limit returns the limit w enforces.
 func (w *SlidingWindow) Limit() Limit { return w.lim }
 

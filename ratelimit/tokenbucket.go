@@ -62,6 +62,9 @@ func NewTokenBucket(lim Limit, o Options) (*TokenBucket, error) {
 	}, nil
 }
 
+// Len returns the number of keys b currently holds state for.
+func (b *TokenBucket) Len() int { return b.t.len() }
+
 // Limit returns the limit b enforces.
 func (b *TokenBucket) Limit() Limit { return b.lim }
 
