@@ -372,6 +372,9 @@ func (s *MemoryStore) Heartbeat(ctx context.Context, id string, claim int64) (bo
 
 // Progress implements Store.
 func (s *MemoryStore) Progress(ctx context.Context, id string, claim int64, p Progress) error {
+	if p.Percent < 0 || p.Percent > 100 || len(p.Message) > MaxProgressMessage {
+		return errors.New("taskqueue: progress outside 0..100 or message too long")
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	mt, err := s.held(id, claim)

@@ -24,6 +24,7 @@ const (
 	maxKindLen     = 128
 	maxUniqueKey   = 256
 	maxListLimit   = 1000
+	minPollInterval = 10 * time.Millisecond
 	minSweepPeriod = time.Second
 	maxSweepPeriod = time.Minute
 )
@@ -60,6 +61,12 @@ type Options struct {
 	// into the latest value, written when the interval is up. Defaults to
 	// DefaultProgressInterval.
 	ProgressInterval time.Duration
+	// PollInterval, when not zero, makes Wait and Subscribe also re-read
+	// their tasks from the store this often, to see changes made by other
+	// processes that share the store. Zero, the default, means they see
+	// the changes made through this Runner, which are all of them when one
+	// Runner uses the store, as with the MemoryStore. At least 10ms.
+	PollInterval time.Duration
 	// MaxPayloadBytes bounds a task's encoded payload (Submit fails) and
 	// encoded result (the task fails). Defaults to DefaultMaxPayloadBytes.
 	MaxPayloadBytes int
@@ -92,6 +99,8 @@ func (o *Options) withDefaults() (Options, error) {
 		return c, errors.New("taskqueue: negative Timeout")
 	case c.ProgressInterval < 0:
 		return c, errors.New("taskqueue: negative ProgressInterval")
+	case c.PollInterval < 0 || (c.PollInterval > 0 && c.PollInterval < minPollInterval):
+		return c, fmt.Errorf("taskqueue: PollInterval %v must be zero or at least %v", c.PollInterval, minPollInterval)
 	case c.MaxPayloadBytes < 0:
 		return c, errors.New("taskqueue: negative MaxPayloadBytes")
 	}

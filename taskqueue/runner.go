@@ -164,6 +164,10 @@ func (r *Runner) Start(ctx context.Context) error {
 		go r.work(i, claims, all)
 	}
 	go r.sweep(claims)
+	if r.opts.PollInterval > 0 {
+		r.wg.Add(1)
+		go r.poll(claims)
+	}
 	return nil
 }
 
@@ -418,6 +422,34 @@ func (r *Runner) Shutdown(ctx context.Context) error {
 		return &ShutdownError{Pending: st.Pending, Interrupted: n, Err: ctxErr}
 	}
 	return nil
+}
+
+// poll re-reads the tasks that have subscribers every PollInterval and
+// publishes what it finds, until claims ends.
+func (r *Runner) poll(claims context.Context) {
+	defer r.wg.Done()
+	t := time.NewTicker(r.opts.PollInterval)
+	defer t.Stop()
+	var ids []string
+	for {
+		select {
+		case <-t.C:
+		case <-claims.Done():
+			return
+		}
+		ids = r.hub.watched(ids[:0])
+		for _, id := range ids {
+			info, err := r.store.Get(claims, id)
+			switch {
+			case err == nil:
+				r.hub.publish(info)
+			case claims.Err() != nil:
+				return
+			case !errors.Is(err, ErrNotFound):
+				r.opts.Logger.Error("taskqueue: poll", "id", id, "err", err)
+			}
+		}
+	}
 }
 
 // sweep deletes tasks past Retention until claims ends.

@@ -37,7 +37,8 @@ type Store interface {
 	// the task's cancellation was requested with Cancel.
 	Heartbeat(ctx context.Context, id string, claim int64) (cancelRequested bool, err error)
 
-	// Progress records the progress of a running attempt.
+	// Progress records the progress of a running claim. A percent outside
+	// 0..100 or a message longer than MaxProgressMessage is an error.
 	Progress(ctx context.Context, id string, claim int64, p Progress) error
 
 	// Finish ends a running attempt, and so the task, with o. If the task's

@@ -79,6 +79,19 @@ func (h *hub) remove(s *subscription) {
 	}
 }
 
+// watched appends the ids that have subscribers to ids.
+func (h *hub) watched(ids []string) []string {
+	if !h.active() {
+		return ids
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for id := range h.subs {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
 func (h *hub) closeAll() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -98,8 +111,9 @@ func (h *hub) closeAll() {
 // blocks on it. The channel is closed after the terminal Info, when ctx
 // ends, or when the Runner shuts down.
 //
-// Updates come from this Runner; with a store shared by several processes,
-// changes made elsewhere are seen when this Runner next touches the task.
+// Updates come from this Runner, and with Options.PollInterval set also
+// from re-reading the store, which sees changes made by other processes
+// that share it.
 // An unknown or expired id is ErrNotFound; more than MaxSubscriptions open
 // at once is an error.
 func (r *Runner) Subscribe(ctx context.Context, id string) (<-chan Info, error) {

@@ -3,6 +3,7 @@ package taskqueuetest
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -119,6 +120,9 @@ func storeStaleAttempt(t *testing.T, newStore func(*testing.T) taskqueue.Store) 
 		require.ErrorIs(t, b.store.Progress(ctx, task.ID, token, taskqueue.Progress{Percent: 1}), taskqueue.ErrLeaseLost)
 		_, err = b.store.Heartbeat(ctx, task.ID, token)
 		require.ErrorIs(t, err, taskqueue.ErrLeaseLost)
+	}
+	for _, bad := range []taskqueue.Progress{{Percent: -1}, {Percent: 101}, {Percent: 1, Message: strings.Repeat("m", taskqueue.MaxProgressMessage+1)}} {
+		require.Error(t, b.store.Progress(ctx, task.ID, task.ClaimToken, bad), "progress %d%%, %d bytes", bad.Percent, len(bad.Message))
 	}
 	require.NoError(t, b.store.Progress(ctx, task.ID, task.ClaimToken, taskqueue.Progress{Percent: 5, Message: "m"}))
 	canceled, err := b.store.Heartbeat(ctx, task.ID, task.ClaimToken)

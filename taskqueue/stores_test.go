@@ -194,3 +194,46 @@ func TestStartContextEndingStopsWorkersAndReleasesTasks(t *testing.T) {
 		require.Equal(t, &taskqueue.ShutdownError{Pending: 2, Interrupted: 1}, se)
 	})
 }
+
+func TestPollIntervalSeesChangesMadeElsewhere(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		store, err := taskqueue.NewMemoryStore(taskqueue.MemoryOptions{})
+		require.NoError(t, err)
+		submitter, err := taskqueue.New(taskqueue.Options{Store: store})
+		require.NoError(t, err)
+		require.NoError(t, taskqueue.Handle(submitter, "job", double))
+		// The watcher runs other kinds only, so the job stays pending until
+		// "another process" (direct store calls) cancels it.
+		watcher, err := taskqueue.New(taskqueue.Options{Store: store, PollInterval: time.Second})
+		require.NoError(t, err)
+		require.NoError(t, taskqueue.Handle(watcher, "unrelated", double))
+		require.NoError(t, watcher.Start(ctx))
+		info, err := submitter.Submit(ctx, "job", args{N: 1})
+		require.NoError(t, err)
+
+		waited := make(chan taskqueue.Info, 1)
+		go func() {
+			done, err := watcher.Wait(ctx, info.ID)
+			if err == nil {
+				waited <- done
+			}
+		}()
+		time.Sleep(500 * time.Millisecond)
+		start := time.Now()
+		_, err = store.Cancel(ctx, info.ID)
+		require.NoError(t, err)
+		done := <-waited
+		require.Equal(t, taskqueue.StatusCanceled, done.Status)
+		require.True(t, start.Add(500*time.Millisecond).Equal(time.Now()), "seen at the next poll")
+		require.NoError(t, watcher.Shutdown(ctx))
+		require.NoError(t, submitter.Shutdown(ctx))
+	})
+}
+
+func TestPollIntervalIsValidated(t *testing.T) {
+	for _, d := range []time.Duration{-1, time.Millisecond} {
+		_, err := taskqueue.New(taskqueue.Options{PollInterval: d})
+		require.Error(t, err, "PollInterval %v", d)
+	}
+}
