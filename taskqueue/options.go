@@ -19,14 +19,14 @@ const (
 
 // Limits on Options fields and per-task options.
 const (
-	maxWorkers     = 10_000
-	maxAttempts    = 1000
-	maxKindLen     = 128
-	maxUniqueKey   = 256
-	maxListLimit   = 1000
+	maxWorkers      = 10_000
+	maxAttempts     = 1000
+	maxKindLen      = 128
+	maxUniqueKey    = 256
+	maxListLimit    = 1000
 	minPollInterval = 10 * time.Millisecond
-	minSweepPeriod = time.Second
-	maxSweepPeriod = time.Minute
+	minSweepPeriod  = time.Second
+	maxSweepPeriod  = time.Minute
 )
 
 // Options configures a Runner. The zero value consists entirely of defaults.
