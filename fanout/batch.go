@@ -132,34 +132,48 @@ func (b *batch[T, R]) loop() (finished bool) {
 		b.wg.Go(b.work)
 	}()
 	n := int64(len(b.items))
-	if b.timeout == 0 && b.limiter == nil && b.mode != modeStream {
-		// The hot path, with the fields the loop reads held in locals.
-		ctx, items, fn, out, res := b.ctx, b.items, b.fn, b.out, b.res
-		for {
-			k := b.next.Add(1) - 1
-			if k >= n {
-				return true
-			}
-			i = int(k)
-			if ctx.Err() != nil {
-				if !b.skip(i, b.stopReason()) {
+	if b.timeout == 0 && b.limiter == nil {
+		// The hot paths, with the fields the loop reads held in locals.
+		ctx, items, fn := b.ctx, b.items, b.fn
+		switch b.mode {
+		case modeMap:
+			out := b.out
+			for {
+				k := b.next.Add(1) - 1
+				if k >= n {
 					return true
 				}
-				continue
+				i = int(k)
+				if ctx.Err() != nil {
+					b.stop(b.stopReason())
+					return true
+				}
+				v, err := fn(ctx, items[i])
+				if err != nil {
+					b.fail(i, err)
+					continue
+				}
+				out[i] = v
 			}
-			v, err := fn(ctx, items[i])
-			switch {
-			case res != nil:
+		case modeSettle:
+			res := b.res
+			for {
+				k := b.next.Add(1) - 1
+				if k >= n {
+					return true
+				}
+				i = int(k)
+				if ctx.Err() != nil {
+					res[i].Err = b.stopReason()
+					continue
+				}
+				v, err := fn(ctx, items[i])
 				// res starts zeroed: leaving a nil Err unwritten spares the
 				// GC write barrier on the common path.
 				res[i].Value = v
 				if err != nil {
 					res[i].Err = err
 				}
-			case err != nil:
-				b.fail(i, err)
-			default:
-				out[i] = v
 			}
 		}
 	}
