@@ -37,6 +37,12 @@ type MemoryOptions struct {
 // are deleted; the maps and queues are rebuilt smaller when most of their
 // entries have been deleted, so memory returns to its baseline after a burst.
 //
+// Several Runners in one process may share a MemoryStore, each running its
+// own kinds. Its claims carry no lease, so no heartbeat carries cancel
+// requests between them: Cancel made through one Runner of a task running
+// on another does not interrupt the handler, but the task still ends
+// canceled when the handler returns.
+//
 // A MemoryStore starts no goroutines and needs no Close.
 type MemoryStore struct {
 	mu       sync.Mutex
