@@ -194,14 +194,21 @@ func (r *Runner) Submit(ctx context.Context, kind string, payload any, opts ...S
 		return Info{}, fmt.Errorf("%w: %q", ErrUnknownKind, kind)
 	}
 	cfg := submitConfig{maxAttempts: r.opts.MaxAttempts}
-	for _, o := range opts {
-		if o == nil {
-			return Info{}, errors.New("taskqueue: nil SubmitOption")
+	if len(opts) > 0 {
+		// Options get a copy on the heap, so a Submit without options
+		// does not pay for cfg escaping into them.
+		c := new(submitConfig)
+		*c = cfg
+		for _, o := range opts {
+			if o == nil {
+				return Info{}, errors.New("taskqueue: nil SubmitOption")
+			}
+			o(c)
 		}
-		o(&cfg)
-	}
-	if cfg.err != nil {
-		return Info{}, cfg.err
+		if c.err != nil {
+			return Info{}, c.err
+		}
+		cfg = *c
 	}
 	var raw json.RawMessage
 	if m, ok := payload.(json.RawMessage); ok {

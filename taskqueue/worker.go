@@ -129,8 +129,7 @@ func call(ctx context.Context, h handler, job *Job, payload json.RawMessage) (re
 // record writes the outcome of an attempt to the store.
 func (r *Runner) record(t *Task, ctx, all context.Context, res json.RawMessage, err error) (Info, error) {
 	sctx := r.storeCtx
-	var pe *panicError
-	panicked := errors.As(err, &pe)
+	_, panicked := err.(*panicError) // as call returns it: never wrapped
 	cause := context.Cause(ctx)
 	switch {
 	case errors.Is(cause, ErrCanceled):
