@@ -274,7 +274,10 @@ func (r *Runner) Get(ctx context.Context, id string) (Info, error) {
 
 // List returns one page of the tasks matching f, newest first (CreatedAt,
 // then ID, descending), keyset-paged: pass the page's NextCursor as cursor
-// to get the next page, and "" for the first. Tasks past Retention are not
+// to get the next page, and "" for the first. A cursor is opaque and
+// versioned, and strictly checked when it comes back; it encodes a
+// position (the last task's CreatedAt and ID), not a secret, so anyone
+// holding one learns only that. Tasks past Retention are not
 // listed. limit must be between 1 and 1000; f.Status must be zero or valid
 // and f.Kind at most 128 bytes; a cursor List did not make is
 // ErrInvalidCursor. Pages stay consistent while tasks are added: tasks
