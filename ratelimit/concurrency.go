@@ -110,10 +110,10 @@ func (c *Concurrency) Acquire(ctx context.Context, key string) (release func(), 
 
 func (c *Concurrency) take(key string, n int, id uint64) Result {
 	now := int64(time.Since(c.epoch))
-	sh := c.t.shard(key)
+	sh, h := c.t.shard(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	st := c.t.get(sh, key, now)
+	st := c.t.get(sh, h, key, now)
 	st.expire(now)
 	res := Result{Limit: c.lim}
 	held := len(st.slots)
@@ -135,10 +135,10 @@ func (c *Concurrency) take(key string, n int, id uint64) Result {
 }
 
 func (c *Concurrency) release(key string, id uint64) {
-	sh := c.t.shard(key)
+	sh, h := c.t.shard(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	st := c.t.lookup(sh, key)
+	st := c.t.lookup(sh, h, key)
 	if st == nil {
 		return
 	}

@@ -66,9 +66,9 @@ func (g *GCRA) AllowN(ctx context.Context, key string, n int) (Result, error) {
 		return Result{}, err
 	}
 	now := int64(time.Since(g.epoch))
-	sh := g.t.shard(key)
+	sh, h := g.t.shard(key)
 	sh.mu.Lock()
-	st := g.t.get(sh, key, now)
+	st := g.t.get(sh, h, key, now)
 	tat := max(st.tat, now)
 	newTAT := tat + int64(n)*g.interval
 	allowAt := newTAT - g.tau

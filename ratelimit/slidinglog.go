@@ -75,10 +75,10 @@ func (l *SlidingLog) AllowN(ctx context.Context, key string, n int) (Result, err
 		return Result{}, err
 	}
 	now := int64(time.Since(l.epoch))
-	sh := l.t.shard(key)
+	sh, h := l.t.shard(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	st := l.t.get(sh, key, now)
+	st := l.t.get(sh, h, key, now)
 	if st.ring == nil {
 		st.ring = make([]int64, l.lim.Rate)
 	}

@@ -67,10 +67,10 @@ func (w *SlidingWindow) AllowN(ctx context.Context, key string, n int) (Result, 
 		return Result{}, err
 	}
 	now := int64(time.Since(w.epoch))
-	sh := w.t.shard(key)
+	sh, h := w.t.shard(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	st := w.t.get(sh, key, now)
+	st := w.t.get(sh, h, key, now)
 	if !st.used {
 		*st = windowState{start: now, used: true}
 	}

@@ -2,17 +2,20 @@ package ratelimit
 
 import (
 	"hash/maphash"
+	"math/bits"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
 // table is the sharded, capped key → state map behind every in-memory
-// limiter. Each shard is a mutex, a map and an intrusive list in
-// approximately least-recently-used order (second chance, see victim), so a
-// hit costs one hash, one lock, one map lookup and one flag write, and
-// allocates nothing. A miss allocates at most one node, and none when it
-// can recycle an idle key's.
+// limiter. Each shard is a mutex, an open-addressing index and an intrusive
+// list in approximately least-recently-used order (second chance, see
+// victim). The key is hashed once, with hash/maphash: the top bits pick the
+// shard and the low bits the index slot. A hit costs that hash, one lock, a
+// short linear probe comparing stored hashes before keys, and one flag
+// write, and allocates nothing. A miss allocates at most one node, and none
+// when it can recycle an evicted or idle key's.
 //
 // S is the per-key state; P its pointer type, which reports whether the
 // state has gone idle (carries no information any more) at a given time,
@@ -20,7 +23,7 @@ import (
 // background goroutine.
 type table[S any, P state[S]] struct {
 	seed   maphash.Seed
-	mask   uint64
+	shift  uint // 64 − log2(shards): h >> shift is the shard
 	max    int64
 	grace  int64        // how long a key must have been idle before it is dropped
 	count  atomic.Int64 // keys held across all shards, never above max at rest
@@ -28,15 +31,22 @@ type table[S any, P state[S]] struct {
 }
 
 type shard[S any] struct {
-	mu   sync.Mutex
-	m    map[string]*node[S]
-	head node[S]  // sentinel: head.next is the most recently used
-	_    [64]byte // keep neighbouring shards' locks off one cache line
+	mu    sync.Mutex
+	slots []entry[S] // power-of-two length, at most 3/4 full
+	n     int
+	head  node[S]  // sentinel: head.next is the most recently used
+	_     [64]byte // keep neighbouring shards' locks off one cache line
+}
+
+type entry[S any] struct {
+	hash uint64
+	node *node[S] // nil: empty
 }
 
 type node[S any] struct {
 	prev, next *node[S]
 	key        string
+	hash       uint64
 	used       bool // used since it was last put at the warm end
 	s          S
 }
@@ -56,37 +66,38 @@ func newTable[S any, P state[S]](o Options, grace time.Duration) *table[S, P] {
 	t := &table[S, P]{
 		grace:  int64(grace),
 		seed:   maphash.MakeSeed(),
-		mask:   uint64(o.Shards - 1),
+		shift:  uint(64 - bits.TrailingZeros(uint(o.Shards))),
 		max:    int64(o.MaxKeys),
 		shards: make([]shard[S], o.Shards),
 	}
 	for i := range t.shards {
 		sh := &t.shards[i]
-		sh.m = make(map[string]*node[S])
+		sh.slots = make([]entry[S], 8)
 		sh.head.next, sh.head.prev = &sh.head, &sh.head
 	}
 	return t
 }
 
-// shard returns the shard that owns key.
-func (t *table[S, P]) shard(key string) *shard[S] {
-	return &t.shards[maphash.String(t.seed, key)&t.mask]
+// shard returns the shard that owns key, and key's hash.
+func (t *table[S, P]) shard(key string) (*shard[S], uint64) {
+	h := maphash.String(t.seed, key)
+	return &t.shards[h>>t.shift], h
 }
 
 // get returns key's state in sh, creating a zero state if it has none, and
-// marks it used (see victim). sh.mu must be held.
+// marks it used (see victim). h is key's hash. sh.mu must be held.
 //
 // Creating a key first drops up to two keys from the cold end of the
 // shard's list that have been idle for at least the grace period (one
 // Period of the limit: dropping a key the moment it goes idle would make a
-// steady working set churn). Then, if the table holds MaxKeys keys, it drops this
-// shard's least recently used key, or, if this shard is empty, another
-// shard's (taken with TryLock, so no two shard locks are ever waited for
-// together). If every other shard is busy at that instant, the new key's
-// state is used for this one decision and not kept: the cap is never
-// exceeded.
-func (t *table[S, P]) get(sh *shard[S], key string, now int64) *S {
-	if n, ok := sh.m[key]; ok {
+// steady working set churn). Then, if the table holds MaxKeys keys, it
+// drops this shard's least recently used key, or, if this shard is empty,
+// another shard's (taken with TryLock, so no two shard locks are ever
+// waited for together). If every other shard is busy at that instant, the
+// new key's state is used for this one decision and not kept: the cap is
+// never exceeded.
+func (t *table[S, P]) get(sh *shard[S], h uint64, key string, now int64) *S {
+	if n := sh.find(h, key); n != nil {
 		n.used = true
 		return &n.s
 	}
@@ -122,8 +133,8 @@ func (t *table[S, P]) get(sh *shard[S], key string, now int64) *S {
 	} else {
 		P(&n.s).reset(now)
 	}
-	n.key, n.used = key, false
-	sh.m[key] = n
+	n.key, n.hash, n.used = key, h, false
+	sh.insert(n)
 	sh.pushFront(n)
 	return &n.s
 }
@@ -147,8 +158,8 @@ func (t *table[S, P]) steal(own *shard[S]) bool {
 
 // lookup returns key's state in sh without creating it or marking it
 // used, or nil. sh.mu must be held.
-func (t *table[S, P]) lookup(sh *shard[S], key string) *S {
-	if n, ok := sh.m[key]; ok {
+func (t *table[S, P]) lookup(sh *shard[S], h uint64, key string) *S {
+	if n := sh.find(h, key); n != nil {
 		return &n.s
 	}
 	return nil
@@ -160,10 +171,77 @@ func (t *table[S, P]) len() int {
 	for i := range t.shards {
 		sh := &t.shards[i]
 		sh.mu.Lock()
-		total += len(sh.m)
+		total += sh.n
 		sh.mu.Unlock()
 	}
 	return total
+}
+
+// remove drops n from sh, which must be locked.
+func (t *table[S, P]) remove(sh *shard[S], n *node[S]) {
+	n.unlink()
+	sh.delete(n)
+	t.count.Add(-1)
+}
+
+// find returns the node for key, or nil: a linear probe from h's slot,
+// comparing hashes first, up to the first empty slot.
+func (sh *shard[S]) find(h uint64, key string) *node[S] {
+	mask := uint64(len(sh.slots) - 1)
+	for i := h & mask; ; i = (i + 1) & mask {
+		s := &sh.slots[i]
+		if s.node == nil {
+			return nil
+		}
+		if s.hash == h && s.node.key == key {
+			return s.node
+		}
+	}
+}
+
+// insert indexes n, which is not in sh, growing the index past 3/4 full.
+func (sh *shard[S]) insert(n *node[S]) {
+	if (sh.n+1)*4 > len(sh.slots)*3 {
+		old := sh.slots
+		sh.slots = make([]entry[S], 2*len(old))
+		for _, s := range old {
+			if s.node != nil {
+				sh.place(s)
+			}
+		}
+	}
+	sh.place(entry[S]{hash: n.hash, node: n})
+	sh.n++
+}
+
+func (sh *shard[S]) place(s entry[S]) {
+	mask := uint64(len(sh.slots) - 1)
+	i := s.hash & mask
+	for sh.slots[i].node != nil {
+		i = (i + 1) & mask
+	}
+	sh.slots[i] = s
+}
+
+// delete unindexes n, which is in sh, shifting later entries of its probe
+// run back so that no tombstones are needed.
+func (sh *shard[S]) delete(n *node[S]) {
+	mask := uint64(len(sh.slots) - 1)
+	i := n.hash & mask
+	for sh.slots[i].node != n {
+		i = (i + 1) & mask
+	}
+	for j := (i + 1) & mask; sh.slots[j].node != nil; j = (j + 1) & mask {
+		// The entry at j may move to the hole at i only if its home slot
+		// is not in the cyclic range (i, j].
+		home := sh.slots[j].hash & mask
+		if (j-home)&mask >= (j-i)&mask {
+			sh.slots[i] = sh.slots[j]
+			i = j
+		}
+	}
+	sh.slots[i] = entry[S]{}
+	sh.n--
 }
 
 // victim returns the key to evict from sh, which must be locked and not
@@ -189,13 +267,6 @@ func (sh *shard[S]) pushFront(n *node[S]) {
 	n.next = sh.head.next
 	n.next.prev = n
 	sh.head.next = n
-}
-
-// remove drops n from sh, which must be locked.
-func (t *table[S, P]) remove(sh *shard[S], n *node[S]) {
-	n.unlink()
-	delete(sh.m, n.key)
-	t.count.Add(-1)
 }
 
 func (n *node[S]) unlink() {

@@ -73,9 +73,9 @@ func (b *TokenBucket) Limit() Limit { return b.lim }
 // what it reads from the limiter is consistent with what it did to it.
 func (b *TokenBucket) bucket(key string, now time.Time) (*shard[tokenState], *rate.Limiter) {
 	ns := int64(now.Sub(b.epoch))
-	sh := b.t.shard(key)
+	sh, h := b.t.shard(key)
 	sh.mu.Lock()
-	st := b.t.get(sh, key, ns)
+	st := b.t.get(sh, h, key, ns)
 	if st.l == nil {
 		st.l = rate.NewLimiter(b.every, b.lim.Burst)
 	}
