@@ -38,6 +38,7 @@ type Runner struct {
 	storeCtx    context.Context
 	interrupted atomic.Int64
 	hub         hub
+	sweepKick   chan struct{} // a task finished: the sweeper has work again
 }
 
 type runnerState uint8
@@ -71,6 +72,7 @@ func New(opts Options) (*Runner, error) {
 	r := &Runner{opts: o, store: o.Store, cancelPending: make(map[string]struct{}), storeCtx: context.Background()}
 	r.handlers.Store(&map[string]handler{})
 	r.hub.subs = make(map[string][]*subscription)
+	r.sweepKick = make(chan struct{}, 1)
 	return r, nil
 }
 
@@ -373,9 +375,14 @@ func (r *Runner) cancelRunning(cause error) {
 	}
 }
 
-// finished publishes a terminal Info and calls OnFinish.
+// finished publishes a terminal Info, wakes the sweeper, and calls
+// OnFinish.
 func (r *Runner) finished(info Info) {
 	r.hub.publish(info)
+	select {
+	case r.sweepKick <- struct{}{}:
+	default:
+	}
 	if r.opts.OnFinish == nil {
 		return
 	}
@@ -462,17 +469,31 @@ func (r *Runner) poll(claims context.Context) {
 	}
 }
 
-// sweep deletes tasks past Retention until claims ends.
+// sweep deletes tasks past Retention every Retention/4 (clamped to 1s..1m)
+// while the store holds finished tasks, until claims ends. It sleeps
+// without a timer while there are none, until a task finishes through this
+// Runner, so an idle Runner arms no timer at all.
 func (r *Runner) sweep(claims context.Context) {
 	defer r.wg.Done()
 	period := min(max(r.opts.Retention/4, minSweepPeriod), maxSweepPeriod)
-	t := time.NewTicker(period)
+	t := time.NewTimer(period) // the first sweep also clears what a durable store kept
 	defer t.Stop()
+	armed := true
 	for {
 		select {
 		case <-t.C:
 			if _, err := r.store.DeleteFinishedBefore(r.storeCtx, time.Now().Add(-r.opts.Retention)); err != nil {
 				r.opts.Logger.Error("taskqueue: delete expired tasks", "err", err)
+			}
+			st, err := r.store.Stats(r.storeCtx)
+			armed = err != nil || st.Succeeded+st.Failed+st.Canceled > 0
+			if armed {
+				t.Reset(period)
+			}
+		case <-r.sweepKick:
+			if !armed {
+				t.Reset(period)
+				armed = true
 			}
 		case <-claims.Done():
 			return
