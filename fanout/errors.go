@@ -11,7 +11,7 @@ import (
 // not apply to. Callers can test for it with errors.Is.
 var ErrInvalidOption = errors.New("fanout: invalid option")
 
-// errNilContext and errNilFunc report programming errors in the arguments.
+// These report bad arguments: programming errors, not conditions to branch on.
 var (
 	errNilContext = errors.New("fanout: nil Context")
 	errNilFunc    = errors.New("fanout: nil function")
