@@ -156,14 +156,14 @@ func WithFailurePolicy(store Limiter, p FailurePolicy, o FailureOptions) (*Guard
 	}
 	g := &Guarded{
 		store: store, lim: lim, policy: p, observe: o.Observe,
-		timeout: cmp(o.Timeout, 100*time.Millisecond),
-		limit:   cmp(o.Failures, 5),
-		openFor: cmp(o.OpenFor, time.Second),
+		timeout: orDefault(o.Timeout, 100*time.Millisecond),
+		limit:   orDefault(o.Failures, 5),
+		openFor: orDefault(o.OpenFor, time.Second),
 	}
 	return g, nil
 }
 
-func cmp[T comparable](v, def T) T {
+func orDefault[T comparable](v, def T) T {
 	var zero T
 	if v == zero {
 		return def

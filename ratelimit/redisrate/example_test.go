@@ -6,6 +6,7 @@ import (
 	"log"
 	"net/http"
 	"os"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -37,4 +38,41 @@ func ExampleNewGCRA() {
 		log.Fatal(err)
 	}
 	http.Handle("/api/", mw(http.NotFoundHandler()))
+}
+
+// A Redis limiter guarded for outages: each decision waits at most 50ms for
+// Redis; after 5 failures in a row the breaker stops calling it for a
+// second at a time, and meanwhile each of the 4 replicas enforces a quarter
+// of the limit in memory. It needs a Redis, so it only compiles here.
+func Example_failurePolicy() {
+	rdb := redis.NewClient(&redis.Options{
+		Addr:                  os.Getenv("REDIS_ADDR"),
+		ContextTimeoutEnabled: true, // so that the 50ms timeout cuts a slow call short
+	})
+	defer rdb.Close()
+
+	lim := ratelimit.PerMinute(100)
+	shared, err := redisrate.NewGCRA(rdb, lim, redisrate.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	local, err := ratelimit.NewGCRA(lim, ratelimit.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	guarded, err := ratelimit.WithFailurePolicy(shared, ratelimit.Fallback(local, 4), ratelimit.FailureOptions{
+		Timeout:  50 * time.Millisecond,
+		Failures: 5,
+		OpenFor:  time.Second,
+		Observe: func(ev ratelimit.Event) {
+			if ev.Outcome != ratelimit.Decided {
+				log.Printf("rate limit for %s %v: %v", ev.Key, ev.Outcome, ev.Err)
+			}
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	res, err := guarded.AllowN(context.Background(), "key-123", 1)
+	fmt.Println(res.Allowed, err)
 }
