@@ -2,6 +2,7 @@ package taskqueue_test
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -236,4 +237,65 @@ func TestPollIntervalIsValidated(t *testing.T) {
 		_, err := taskqueue.New(taskqueue.Options{PollInterval: d})
 		require.Error(t, err, "PollInterval %v", d)
 	}
+}
+
+func TestManyConcurrentWaitersAllSeeTheEnd(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		r, err := taskqueue.New(taskqueue.Options{Workers: 4, ProgressInterval: time.Millisecond})
+		require.NoError(t, err)
+		require.NoError(t, taskqueue.Handle(r, "steps", func(ctx context.Context, job *taskqueue.Job, n int) (int, error) {
+			for i := range 10 {
+				time.Sleep(time.Millisecond)
+				if err := job.Progress(i*10, ""); err != nil {
+					return 0, err
+				}
+			}
+			if n%3 == 0 {
+				return 0, taskqueue.Permanent(errors.New("no"))
+			}
+			return n, nil
+		}))
+		require.NoError(t, r.Start(ctx))
+		const tasks, waiters = 100, 5
+		results := make(chan taskqueue.Info, tasks*waiters)
+		gaveUp := make(chan error, tasks)
+		for i := range tasks {
+			info, err := r.Submit(ctx, "steps", i)
+			require.NoError(t, err)
+			for range waiters {
+				go func() {
+					done, err := r.Wait(ctx, info.ID)
+					if err == nil {
+						results <- done
+					}
+				}()
+			}
+			go func() { // an impatient one
+				wctx, cancel := context.WithTimeout(ctx, time.Millisecond)
+				defer cancel()
+				_, err := r.Wait(wctx, info.ID)
+				gaveUp <- err
+			}()
+			if i%10 == 0 {
+				require.NoError(t, r.Cancel(ctx, info.ID))
+			}
+		}
+		counts := map[taskqueue.Status]int{}
+		for range tasks * waiters {
+			counts[(<-results).Status]++
+		}
+		require.Equal(t, map[taskqueue.Status]int{
+			taskqueue.StatusSucceeded: 60 * waiters,
+			taskqueue.StatusFailed:    30 * waiters,
+			taskqueue.StatusCanceled:  10 * waiters,
+		}, counts)
+		for range tasks {
+			err := <-gaveUp
+			if err != nil {
+				require.ErrorIs(t, err, context.DeadlineExceeded)
+			}
+		}
+		require.NoError(t, r.Shutdown(ctx))
+	})
 }
