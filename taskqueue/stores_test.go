@@ -41,7 +41,7 @@ func TestLeasedClaims(t *testing.T) {
 		mem, err := taskqueue.NewMemoryStore(taskqueue.MemoryOptions{})
 		require.NoError(t, err)
 		store := &leasingStore{MemoryStore: mem, lease: 30 * time.Second}
-		r, err := taskqueue.New(taskqueue.Options{Store: store, MaxAttempts: 1})
+		r, err := taskqueue.New(taskqueue.Options{Store: store, MaxAttempts: 1, Workers: 2})
 		require.NoError(t, err)
 		causes := make(chan error, 2)
 		require.NoError(t, taskqueue.Handle(r, "long", func(ctx context.Context, job *taskqueue.Job, d time.Duration) (int, error) {
