@@ -18,6 +18,11 @@ import (
 // from a lapsed claim never overwrites newer state. A store that records a
 // cancel request for a running task (see Cancel) turns that claim's Finish,
 // Retry and Release into a cancellation.
+//
+// Time is the caller's: a store reads the clock with time.Now, and Claim
+// returns when a delayed task falls due rather than at some later poll.
+// taskqueuetest checks delays, backoff and retention to the nanosecond
+// inside testing/synctest bubbles, whose fake clock only time.Now sees.
 type Store interface {
 	// Insert stores t as a pending task due at t.RunAt (at once when zero).
 	// The store sets CreatedAt; the Runner has filled ID, Kind, MaxAttempts,
