@@ -30,10 +30,10 @@
 // check runs inside a testing/synctest bubble, where sleeps are instant and
 // exact, so the checks can also assert that admission does not come early.
 // Without it (a Redis limiter, whose clock is the server's) the waits are
-// real: the checks that wait use periods of a few hundred milliseconds, and
-// the checks that count use periods of an hour, so the real time that
-// passes during them cannot change the count. The whole suite then takes
-// about two seconds.
+// real: the checks that wait use a period of one second, and the checks
+// that count use periods of an hour, so the real time that passes during
+// them cannot change the count. The whole suite then takes about three
+// seconds.
 package ratelimittest
 
 import (
@@ -142,7 +142,9 @@ type check struct {
 
 var (
 	hourly = ratelimit.Limit{Rate: 5, Period: time.Hour, Burst: 5}
-	quick  = ratelimit.Limit{Rate: 4, Period: 400 * time.Millisecond, Burst: 4}
+	// quick is slow enough that a scheduling stall of a busy machine does
+	// not refill a unit in the middle of a real-time check.
+	quick = ratelimit.Limit{Rate: 4, Period: time.Second, Burst: 4}
 )
 
 var checks = []check{
