@@ -170,8 +170,10 @@ func (c *Cache[K, V]) set(key K, value V, ttl int64) {
 	h, s := c.locate(key)
 	var ev evictions[K, V]
 	s.mu.Lock()
-	if cl := s.calls[key]; cl != nil {
-		cl.dropped = true
+	if len(s.calls) > 0 {
+		if cl := s.calls[key]; cl != nil {
+			cl.dropped = true
+		}
 	}
 	c.store(s, key, h, value, nil, ttl, &clock{}, &ev)
 	s.mu.Unlock()
@@ -186,8 +188,10 @@ func (c *Cache[K, V]) Delete(key K) bool {
 	h, s := c.locate(key)
 	var ev evictions[K, V]
 	s.mu.Lock()
-	if cl := s.calls[key]; cl != nil {
-		cl.dropped = true
+	if len(s.calls) > 0 {
+		if cl := s.calls[key]; cl != nil {
+			cl.dropped = true
+		}
 	}
 	e := s.find(key, h)
 	if e != nil {
@@ -291,8 +295,8 @@ func (c *Cache[K, V]) store(s *shard[K, V], key K, h uint64, value V, err error,
 			e.refreshAt.Store(clk.now() + c.refreshAfter)
 		}
 	}
-	if old := s.find(key, h); old != nil {
-		s.replace(old, e)
+	if i, old := s.slot(key, h); old != nil {
+		s.replace(i, old, e)
 		return
 	}
 	if len(s.ring) >= s.capacity {

@@ -92,35 +92,37 @@ func (s *shard[K, V]) find(key K, h uint64) *entry[K, V] {
 	}
 }
 
-// put publishes e in the table, in place of the entry old for the same key
-// or in a free slot. Called with mu held.
-func (s *shard[K, V]) put(e, old *entry[K, V]) {
+// slot returns key's entry and its slot in the current table, or a nil
+// entry. Called with mu held, so the table cannot change under the caller.
+func (s *shard[K, V]) slot(key K, h uint64) (uint64, *entry[K, V]) {
 	t := s.tab.Load()
-	free := -1
-	i := (e.hash >> slotBits) & t.mask
-	for ; ; i = (i + 1) & t.mask {
-		x := t.slots[i].Load()
-		if x == nil {
-			break
+	for i := (h >> slotBits) & t.mask; ; i = (i + 1) & t.mask {
+		e := t.slots[i].Load()
+		if e == nil {
+			return 0, nil
 		}
-		if x == old && old != nil {
+		if e.hash == h && e.key == key && e != s.tomb {
+			return i, e
+		}
+	}
+}
+
+// put publishes e, whose key is not in the table, in the first free slot
+// of its probe sequence. Called with mu held.
+func (s *shard[K, V]) put(e *entry[K, V]) {
+	t := s.tab.Load()
+	for i := (e.hash >> slotBits) & t.mask; ; i = (i + 1) & t.mask {
+		switch t.slots[i].Load() {
+		case s.tomb:
+			t.slots[i].Store(e) // reuses a tombstone: used is unchanged
+			return
+		case nil:
 			t.slots[i].Store(e)
+			s.used++
+			s.grow()
 			return
 		}
-		if x == s.tomb && free < 0 {
-			free = int(i)
-			if old == nil {
-				break // a new key: the first free slot will do
-			}
-		}
 	}
-	if free >= 0 {
-		t.slots[free].Store(e) // reuses a tombstone: used is unchanged
-		return
-	}
-	t.slots[i].Store(e)
-	s.used++
-	s.grow()
 }
 
 // grow rebuilds the table once its slots are too full: at double the size
@@ -151,16 +153,16 @@ func (s *shard[K, V]) grow() {
 func (s *shard[K, V]) insert(e *entry[K, V]) {
 	e.idx = len(s.ring)
 	s.ring = append(s.ring, e)
-	s.put(e, nil)
+	s.put(e)
 }
 
-// replace publishes e in place of old, taking over old's ring slot and
-// reference bit. Called with mu held.
-func (s *shard[K, V]) replace(old, e *entry[K, V]) {
+// replace publishes e in table slot i in place of old, taking over old's
+// ring slot and reference bit. Called with mu held.
+func (s *shard[K, V]) replace(i uint64, old, e *entry[K, V]) {
 	e.idx = old.idx
 	e.ref.Store(old.ref.Load())
 	s.ring[e.idx] = e
-	s.put(e, old)
+	s.tab.Load().slots[i].Store(e)
 }
 
 // remove takes e out of the table (leaving a tombstone) and out of the
