@@ -39,4 +39,9 @@
 // in-memory limiter, with a per-call timeout and a circuit breaker. go-redis
 // honours a call's ctx deadline only with Options.ContextTimeoutEnabled set;
 // set it, or a slow Redis holds each call for the client's ReadTimeout.
+//
+// go-redis retries a command whose connection broke (Options.MaxRetries,
+// 3 by default), even if Redis had already run it; a decision can then be
+// charged twice. Set MaxRetries to -1 where charging only once matters more
+// than riding out a dropped connection.
 package redisrate
