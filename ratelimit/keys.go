@@ -205,10 +205,16 @@ func forwardedFor(el string) (string, bool) {
 	return "", false
 }
 
+// MaxKeyLen bounds the keys [Middleware] accepts from a key function, and
+// the header values [KeyByHeader] accepts, so that a client cannot make a
+// limiter hold MaxKeys keys of a megabyte each.
+const MaxKeyLen = 256
+
 // KeyByHeader returns a KeyFunc keying requests by the value of the named
 // header (its first line, trimmed). A request without it, or with an empty
-// value, gets an error wrapping [ErrNoKey]. An empty or malformed name makes
-// every call return an error.
+// value, gets an error wrapping [ErrNoKey]; a value longer than [MaxKeyLen]
+// bytes an error too. An empty or malformed name makes every call return
+// an error.
 func KeyByHeader(name string) KeyFunc {
 	canonical := http.CanonicalHeaderKey(strings.TrimSpace(name))
 	if canonical == "" || strings.ContainsAny(canonical, " \t\r\n:") {
@@ -219,6 +225,9 @@ func KeyByHeader(name string) KeyFunc {
 		v := strings.TrimSpace(r.Header.Get(canonical))
 		if v == "" {
 			return "", fmt.Errorf("%w: header %s is missing or empty", ErrNoKey, canonical)
+		}
+		if len(v) > MaxKeyLen {
+			return "", fmt.Errorf("ratelimit: header %s is longer than %d bytes", canonical, MaxKeyLen)
 		}
 		return v, nil
 	}

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -104,6 +105,10 @@ func TestKeyByHeader(t *testing.T) {
 
 	_, err = ratelimit.KeyByHeader("X-Other")(r)
 	require.ErrorIs(t, err, ratelimit.ErrNoKey)
+
+	r.Header.Set("X-Api-Key", strings.Repeat("k", ratelimit.MaxKeyLen+1))
+	_, err = ratelimit.KeyByHeader("X-Api-Key")(r)
+	require.ErrorContains(t, err, "longer than 256 bytes")
 
 	_, err = ratelimit.KeyByHeader("")(r)
 	require.ErrorContains(t, err, "not a header name")

@@ -150,8 +150,8 @@ type limited interface{ Limit() Limit }
 // A denied request gets 429 Too Many Requests, `Retry-After` in whole
 // seconds (the deciding RetryAfter, rounded up) and an
 // application/problem+json body whose type is [DefaultProblemType]. A key
-// function error, or an empty key, gets 400 with a problem body: it never
-// limits everyone under one key.
+// function error, an empty key or one longer than [MaxKeyLen] gets 400 with
+// a problem body: it never limits everyone under one key.
 //
 // When a limiter returns an error (its store is down), the request is
 // served without RateLimit fields, and OnDecision sees the error: an
@@ -223,6 +223,9 @@ func (m *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 		}
 		if err == nil && key == "" {
 			err = fmt.Errorf("%w: the key function returned an empty key", ErrNoKey)
+		}
+		if err == nil && len(key) > MaxKeyLen {
+			err = fmt.Errorf("ratelimit: the key function returned a key longer than %d bytes", MaxKeyLen)
 		}
 		if err != nil {
 			keyErr = err

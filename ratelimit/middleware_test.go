@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -165,6 +166,8 @@ func TestMiddlewareKeyErrorAnswers400(t *testing.T) {
 			`{"type":"about:blank","title":"Bad Request","status":400,"detail":"ratelimit: request has no key: header X-Api-Key is missing or empty"}` + "\n"},
 		{"an empty key", func(*http.Request) (string, error) { return "", nil },
 			`{"type":"about:blank","title":"Bad Request","status":400,"detail":"ratelimit: request has no key: the key function returned an empty key"}` + "\n"},
+		{"a key too long to keep", func(*http.Request) (string, error) { return strings.Repeat("x", 257), nil },
+			`{"type":"about:blank","title":"Bad Request","status":400,"detail":"ratelimit: the key function returned a key longer than 256 bytes"}` + "\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := mustMiddleware(t, g, tc.key)(ok200)
