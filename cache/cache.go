@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"hash/maphash"
+	"math"
 	"math/bits"
 	"math/rand/v2"
 	"runtime"
@@ -115,9 +116,27 @@ type stripe struct {
 func (c *Cache[K, V]) hit(h uint64)  { c.stripes[uint32(h>>52)&c.smask].hits.Add(1) }
 func (c *Cache[K, V]) miss(h uint64) { c.stripes[uint32(h>>52)&c.smask].misses.Add(1) }
 
-// now is the cache's clock. It is time.Now, so that tests under
-// testing/synctest control it.
-func now() int64 { return time.Now().UnixNano() }
+// epoch anchors the cache's clock.
+var epoch = time.Now()
+
+// clockBase keeps readings of the clock positive (0 means "never" in an
+// entry) even inside a testing/synctest bubble, whose fake time lies before
+// epoch.
+const clockBase = 1 << 62
+
+// now is the cache's clock: nanoseconds on the monotonic clock, so a jump
+// of the wall clock neither expires nor revives entries. time.Since reads
+// only the monotonic clock, half the cost of time.Now, and is faked by
+// testing/synctest like time.Now.
+func now() int64 { return clockBase + int64(time.Since(epoch)) }
+
+// later returns t+d, saturating instead of overflowing for huge TTLs.
+func later(t, d int64) int64 {
+	if d > math.MaxInt64-t {
+		return math.MaxInt64
+	}
+	return t + d
+}
 
 // clock reads the time at most once per operation, and only when asked:
 // a write to a cache without TTLs never reads it.
@@ -279,7 +298,7 @@ func (c *Cache[K, V]) expiry(clk *clock, ttl int64) int64 {
 	if c.jitter > 0 {
 		ttl -= int64(rand.Float64() * c.jitter * float64(ttl))
 	}
-	return clk.now() + max(ttl, 1)
+	return later(clk.now(), max(ttl, 1))
 }
 
 // store publishes a value (err == nil) or a cached error for key in s,
@@ -289,10 +308,10 @@ func (c *Cache[K, V]) store(s *shard[K, V], key K, h uint64, value V, err error,
 	e.keepUntil = e.expires
 	if err == nil {
 		if e.expires != 0 {
-			e.keepUntil = e.expires + c.staleIfError
+			e.keepUntil = later(e.expires, c.staleIfError)
 		}
 		if c.refreshAfter > 0 {
-			e.refreshAt.Store(clk.now() + c.refreshAfter)
+			e.refreshAt.Store(later(clk.now(), c.refreshAfter))
 		}
 	}
 	if i, old := s.slot(key, h); old != nil {

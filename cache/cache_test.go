@@ -2,6 +2,7 @@ package cache_test
 
 import (
 	"fmt"
+	"math"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -221,4 +222,15 @@ func TestJitterSpreadsExpiries(t *testing.T) {
 		require.InDelta(t, 250, curve[2], 100, "curve %v", curve)
 		require.Zero(t, curve[3], "jitter never lengthens the TTL")
 	})
+}
+
+func TestHugeTTLsDoNotOverflow(t *testing.T) {
+	c := newCache(t, cache.Options[string, int]{TTL: math.MaxInt64, StaleIfError: math.MaxInt64, RefreshAfter: math.MaxInt64 - 1})
+	defer c.Close()
+	c.Set("a", 1)
+	c.SetWithTTL("b", 2, math.MaxInt64)
+	for _, k := range []string{"a", "b"} {
+		_, ok := c.Get(k)
+		require.True(t, ok, "%s: a TTL near the int64 limit means a very long life, not an instant expiry", k)
+	}
 }

@@ -48,9 +48,10 @@
 // lookup meets it or when the eviction sweep passes it. No goroutine runs
 // in the background. Options.Jitter shortens each entry's TTL by a random
 // fraction so that keys written together do not expire together;
-// [Cache.SetWithTTL] sets a TTL per entry. Time is read with time.Now, and
-// only for entries that have a TTL or a refresh time, so the package works
-// under testing/synctest.
+// [Cache.SetWithTTL] sets a TTL per entry. Time is read on the monotonic
+// clock (time.Since, which testing/synctest fakes), so wall-clock jumps do
+// not expire or revive entries, and only for entries that have a TTL or a
+// refresh time: a cache without TTLs never reads the clock on a Get.
 //
 // # Loading
 //

@@ -279,7 +279,7 @@ func (c *Cache[K, V]) settle(s *shard[K, V], key K, h uint64, cl *call[V], v V, 
 				if c.negativeTTL > 0 {
 					retry = c.negativeTTL
 				}
-				e.refreshAt.Store(clk.now() + retry)
+				e.refreshAt.Store(later(clk.now(), retry))
 			}
 			e.refreshing.Store(false)
 			break
