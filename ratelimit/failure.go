@@ -57,6 +57,7 @@ const (
 	FellBack
 )
 
+// String names the outcome, as in "fell back".
 func (o Outcome) String() string {
 	switch o {
 	case Decided:
@@ -182,7 +183,8 @@ func (g *Guarded) AllowN(ctx context.Context, key string, n int) (Result, error)
 	if err := CheckCall(ctx, g.lim, key, n); err != nil {
 		return Result{}, err
 	}
-	if !g.mayCall() {
+	ok, probe := g.mayCall()
+	if !ok {
 		return g.fail(ctx, key, n, nil)
 	}
 	cctx, cancel := context.WithTimeout(ctx, g.timeout)
@@ -194,30 +196,31 @@ func (g *Guarded) AllowN(ctx context.Context, key string, n int) (Result, error)
 		return res, nil
 	}
 	if ctx.Err() != nil {
-		g.abandoned()
+		g.abandoned(probe)
 		return Result{}, ctx.Err() // the caller gave up; the store did not fail
 	}
 	if errors.Is(err, ErrInvalidCost) || errors.Is(err, ErrCostExceedsBurst) || errors.Is(err, ErrEmptyKey) {
-		g.abandoned()
+		g.abandoned(probe)
 		return Result{}, err
 	}
-	g.failed()
+	g.failed(probe)
 	return g.fail(ctx, key, n, err)
 }
 
 // mayCall reports whether the store may be called now: the breaker is
-// closed, or its open time is over and no other probe is in flight.
-func (g *Guarded) mayCall() bool {
+// closed, or its open time is over and no other probe is in flight, in
+// which case this call is the probe.
+func (g *Guarded) mayCall() (ok, probe bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.openUntil.IsZero() {
-		return true
+		return true, false
 	}
 	if g.probing || time.Now().Before(g.openUntil) {
-		return false
+		return false, false
 	}
 	g.probing = true
-	return true
+	return true, true
 }
 
 func (g *Guarded) succeeded() {
@@ -226,20 +229,26 @@ func (g *Guarded) succeeded() {
 	g.mu.Unlock()
 }
 
-// abandoned ends a probe that told nothing about the store.
-func (g *Guarded) abandoned() {
-	g.mu.Lock()
-	g.probing = false
-	g.mu.Unlock()
+// abandoned ends a call that told nothing about the store.
+func (g *Guarded) abandoned(probe bool) {
+	if probe {
+		g.mu.Lock()
+		g.probing = false
+		g.mu.Unlock()
+	}
 }
 
-func (g *Guarded) failed() {
+// failed counts a failure; the threshold, or a failed probe, opens the
+// breaker (again).
+func (g *Guarded) failed(probe bool) {
 	g.mu.Lock()
 	g.failures++
-	if g.probing || g.failures >= g.limit {
+	if probe || g.failures >= g.limit {
 		g.openUntil = time.Now().Add(g.openFor)
 	}
-	g.probing = false
+	if probe {
+		g.probing = false
+	}
 	g.mu.Unlock()
 }
 
