@@ -32,7 +32,8 @@
 // a whole Period are dropped lazily as new keys arrive. Nothing runs in the
 // background, so there is nothing to Close. Calls on a known key allocate
 // nothing; a stream of new keys allocates nothing once the cap is reached,
-// since evicted keys' memory is reused.
+// since evicted keys' memory is reused (except that the token bucket needs
+// a fresh x/time/rate.Limiter when the reused one had not refilled).
 //
 // Each limiter reads the clock once per call, through time.Now, so tests
 // can drive them with testing/synctest.

@@ -16,6 +16,9 @@ const DefaultProblemType = "https://iana.org/assignments/http-problem-types#quot
 // Decision is what the middleware decided for one request, given to the
 // [OnDecision] hook.
 type Decision struct {
+	// Key is the key the middleware's own key function returned, if it
+	// was called and succeeded.
+	Key string
 	// Allowed reports whether every policy that was asked admitted the
 	// request. In shadow mode the request is served either way.
 	Allowed bool
@@ -218,6 +221,9 @@ func (m *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 		case i == 0 || mainKey == "":
 			key, err = m.key(r)
 			mainKey = key
+			if err == nil {
+				d.Key = key
+			}
 		default:
 			key = mainKey
 		}
