@@ -309,12 +309,10 @@ func (c *Cache[K, V]) loadLocked(ctx context.Context, key K, skey string, loader
 		}
 		if ok {
 			defer c.unlock(ctx, lkey, owner)
-			// The previous owner may have stored the value just before
-			// releasing the lock that we now hold.
-			if waited {
-				if v, found, _ := c.fromRedis(ctx, skey); found {
-					return v, nil
-				}
+			// A previous owner may have stored the value between our miss
+			// and this lock: one more GET is cheaper than a second load.
+			if v, found, _ := c.fromRedis(ctx, skey); found {
+				return v, nil
 			}
 			return c.loadAndStore(ctx, key, skey, loader)
 		}
