@@ -78,7 +78,9 @@ func (s *shard[K, V]) init(capacity int) {
 	}
 }
 
-// find returns key's entry, or nil. It takes no lock.
+// find returns key's entry, or nil. It takes no lock. It repeats slot's
+// loop rather than calling it, so that it stays small enough to be inlined
+// into Get.
 func (s *shard[K, V]) find(key K, h uint64) *entry[K, V] {
 	t := s.tab.Load()
 	for i := (h >> slotBits) & t.mask; ; i = (i + 1) & t.mask {
