@@ -86,25 +86,29 @@ func (o *Options[K, V]) validate() error {
 	return nil
 }
 
-// defaultKey formats common key types without reflection.
-func defaultKey[K comparable](k K) string {
-	switch v := any(k).(type) {
+// defaultKey returns the key formatter for K: the string itself, decimal
+// for integers, String for a fmt.Stringer, and fmt.Sprint otherwise. The
+// type is switched on once, here; the returned function's conversion to an
+// interface does not escape, so formatting a string key does not allocate.
+func defaultKey[K comparable]() func(K) string {
+	var zero K
+	switch any(zero).(type) {
 	case string:
-		return v
+		return func(k K) string { return any(k).(string) }
 	case int:
-		return strconv.Itoa(v)
+		return func(k K) string { return strconv.Itoa(any(k).(int)) }
 	case int64:
-		return strconv.FormatInt(v, 10)
+		return func(k K) string { return strconv.FormatInt(any(k).(int64), 10) }
 	case int32:
-		return strconv.FormatInt(int64(v), 10)
+		return func(k K) string { return strconv.FormatInt(int64(any(k).(int32)), 10) }
 	case uint64:
-		return strconv.FormatUint(v, 10)
+		return func(k K) string { return strconv.FormatUint(any(k).(uint64), 10) }
 	case uint32:
-		return strconv.FormatUint(uint64(v), 10)
+		return func(k K) string { return strconv.FormatUint(uint64(any(k).(uint32)), 10) }
 	case uint:
-		return strconv.FormatUint(uint64(v), 10)
+		return func(k K) string { return strconv.FormatUint(uint64(any(k).(uint)), 10) }
 	case fmt.Stringer:
-		return v.String()
+		return func(k K) string { return any(k).(fmt.Stringer).String() }
 	}
-	return fmt.Sprint(k)
+	return func(k K) string { return fmt.Sprint(k) }
 }

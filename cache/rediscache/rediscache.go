@@ -36,6 +36,7 @@ type Cache[K comparable, V any] struct {
 	client       redis.UniversalClient
 	ns           string
 	local        *cache.Cache[string, V]
+	localRefresh bool // Local.RefreshAfter is set: every hit goes through GetOrLoad
 	ttl          time.Duration
 	jitter       float64
 	key          func(K) string
@@ -93,6 +94,7 @@ func New[K comparable, V any](ctx context.Context, opts Options[K, V]) (*Cache[K
 		client:       opts.Client,
 		ns:           opts.Namespace,
 		local:        local,
+		localRefresh: opts.Local.RefreshAfter > 0,
 		ttl:          opts.TTL,
 		jitter:       opts.Jitter,
 		key:          opts.Key,
@@ -106,7 +108,7 @@ func New[K comparable, V any](ctx context.Context, opts Options[K, V]) (*Cache[K
 		id:           token(),
 	}
 	if c.key == nil {
-		c.key = defaultKey[K]
+		c.key = defaultKey[K]()
 	}
 	if c.codec == nil {
 		c.codec = JSON[V]{}
@@ -151,6 +153,12 @@ func (c *Cache[K, V]) GetOrLoad(ctx context.Context, key K, loader cache.Loader[
 		return zero, errors.New("rediscache: nil loader")
 	}
 	skey := c.key(key)
+	if !c.localRefresh {
+		// A local hit needs no loader: skip building the closure below.
+		if v, ok := c.local.Get(skey); ok {
+			return v, nil
+		}
+	}
 	return c.local.GetOrLoad(ctx, skey, func(ctx context.Context, skey string) (V, error) {
 		v, found, err := c.fromRedis(ctx, skey)
 		if found {

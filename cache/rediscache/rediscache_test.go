@@ -347,3 +347,47 @@ func TestFailedLoadReleasesTheLockForTheNextInstance(t *testing.T) {
 	require.Equal(t, int32(2), loads.Load())
 	require.Equal(t, uint64(1), b.Stats().LockWaits)
 }
+
+type sku struct{ maker, code string }
+
+func (s sku) String() string { return s.maker + "/" + s.code }
+
+func TestKeysAreFormattedForRedis(t *testing.T) {
+	client, ns := setup(t)
+	ctx := context.Background()
+	exists := func(t *testing.T, key string) {
+		t.Helper()
+		n, err := client.Exists(ctx, key).Result()
+		require.NoError(t, err)
+		require.Equal(t, int64(1), n, "Redis key %q", key)
+	}
+	t.Run("string keys are used as they are", func(t *testing.T) {
+		c, err := rediscache.New(ctx, rediscache.Options[string, int]{Client: client, Namespace: ns + "s:", TTL: time.Minute})
+		require.NoError(t, err)
+		defer c.Close()
+		require.NoError(t, c.Set(ctx, "alice", 1))
+		exists(t, ns+"s:v:alice")
+	})
+	t.Run("integer keys are decimal", func(t *testing.T) {
+		c, err := rediscache.New(ctx, rediscache.Options[int64, int]{Client: client, Namespace: ns + "i:", TTL: time.Minute})
+		require.NoError(t, err)
+		defer c.Close()
+		require.NoError(t, c.Set(ctx, -42, 1))
+		exists(t, ns+"i:v:-42")
+	})
+	t.Run("a fmt.Stringer key uses String", func(t *testing.T) {
+		c, err := rediscache.New(ctx, rediscache.Options[sku, int]{Client: client, Namespace: ns + "k:", TTL: time.Minute})
+		require.NoError(t, err)
+		defer c.Close()
+		require.NoError(t, c.Set(ctx, sku{"acme", "x1"}, 1))
+		exists(t, ns+"k:v:acme/x1")
+	})
+	t.Run("Options.Key overrides the default", func(t *testing.T) {
+		c, err := rediscache.New(ctx, rediscache.Options[int, int]{Client: client, Namespace: ns + "c:", TTL: time.Minute,
+			Key: func(id int) string { return fmt.Sprintf("user-%04d", id) }})
+		require.NoError(t, err)
+		defer c.Close()
+		require.NoError(t, c.Set(ctx, 7, 1))
+		exists(t, ns+"c:v:user-0007")
+	})
+}
