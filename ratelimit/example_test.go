@@ -60,10 +60,11 @@ func ExampleTokenBucket_Wait() {
 			fmt.Println("gave up:", err)
 			return
 		}
-		fmt.Printf("call %d after %dms\n", i+1, time.Since(start).Truncate(100*time.Millisecond).Milliseconds())
+		due := time.Duration(i) * 200 * time.Millisecond // one call per 200ms
+		fmt.Printf("call %d, due at %v: on time %v\n", i+1, due, time.Since(start) >= due)
 	}
 	// Output:
-	// call 1 after 0ms
-	// call 2 after 200ms
-	// call 3 after 400ms
+	// call 1, due at 0s: on time true
+	// call 2, due at 200ms: on time true
+	// call 3, due at 400ms: on time true
 }

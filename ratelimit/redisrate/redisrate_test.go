@@ -125,7 +125,9 @@ func TestConcurrencyLeaseExpires(t *testing.T) {
 	t.Parallel()
 	c, prefix := testenv.Redis(t)
 	ctx := context.Background()
-	cc, err := redisrate.NewConcurrency(c, 1, 200*time.Millisecond, redisrate.Options{Prefix: prefix})
+	// A lease of a second: long enough that a stall of a busy machine does
+	// not let the live holder's lease run out before the checks below.
+	cc, err := redisrate.NewConcurrency(c, 1, time.Second, redisrate.Options{Prefix: prefix})
 	require.NoError(t, err)
 	dead, _, err := cc.Acquire(ctx, "k")
 	require.NoError(t, err)
