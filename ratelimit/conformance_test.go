@@ -48,3 +48,19 @@ var memoryLimiters = []memoryLimiter{
 		return ratelimit.NewConcurrency(l.Burst, l.Period, o)
 	}},
 }
+
+// TestConformanceGuarded: a limiter wrapped by WithFailurePolicy, whose
+// store is healthy, still passes the suite.
+func TestConformanceGuarded(t *testing.T) {
+	t.Parallel()
+	ratelimittest.Run(t, ratelimittest.Config{
+		New: func(t *testing.T, lim ratelimit.Limit) (ratelimit.Limiter, error) {
+			store, err := ratelimit.NewGCRA(lim, ratelimit.Options{})
+			if err != nil {
+				return nil, err
+			}
+			return ratelimit.WithFailurePolicy(store, ratelimit.FailClosed, ratelimit.FailureOptions{})
+		},
+		Synctest: true,
+	})
+}
