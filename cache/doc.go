@@ -41,7 +41,7 @@
 //
 // A Set allocates one entry (a Set of a present key too), and a shard's
 // table is rebuilt when it fills with deleted slots: amortised O(1).
-
+//
 // # Expiry
 //
 // Expiry is lazy: an entry past its TTL is a miss, and is removed when a
