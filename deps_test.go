@@ -5,7 +5,13 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"go.uber.org/goleak"
 )
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
 
 // corePackages are the packages a user imports one at a time. They must
 // compile without any database, Redis or metrics driver: those live in the

@@ -11,14 +11,16 @@
 //
 // [github.com/asynckit/asynckit/ratelimit] decides whether a keyed request may
 // go ahead: GCRA, token bucket, sliding windows and concurrency limits in
-// memory, with bounded memory per key, plus net/http middleware that speaks
-// the standard RateLimit headers. Its subpackage redisrate makes the same
-// decisions in one Redis round trip, so that many instances share one limit.
+// memory, with bounded memory per key, a policy for when a shared store
+// fails, and net/http middleware that speaks the standard RateLimit headers.
+// Its subpackage redisrate makes the same decisions in one Redis round trip,
+// so that many instances share one limit.
 //
 // [github.com/asynckit/asynckit/taskqueue] runs background tasks and tracks
 // them through pending, running, succeeded, failed and canceled, with
-// progress, retries, cancellation and graceful shutdown. Its subpackage
-// pgstore keeps the queue in Postgres, so that several instances share it.
+// progress, retries, cancellation and graceful shutdown. Its state lives
+// behind a small Store interface, with an in-memory store built in, and its
+// subpackage taskqueuetest is the conformance suite every Store passes.
 //
 // [github.com/asynckit/asynckit/fanout] runs a function over many items or
 // several functions at once, with a concurrency limit, pacing, ordered
@@ -26,12 +28,11 @@
 //
 // [github.com/asynckit/asynckit/txn] runs a function in a database/sql
 // transaction carried in the context, nests with savepoints, retries
-// serialization failures and deadlocks, and runs hooks after commit.
+// serialization failures and deadlocks, and runs hooks after commit. It
+// works with any driver; its subpackage txnmysql recognises MySQL's and
+// MariaDB's retryable errors.
 //
 // [github.com/asynckit/asynckit/pagination] provides signed, opaque cursors,
 // keyset WHERE and ORDER BY clauses that walk an index, and a generic Page
 // type for cursor-paginated APIs.
-//
-// The example server in examples/server assembles these packages into one
-// user, task and transfer service.
 package asynckit
