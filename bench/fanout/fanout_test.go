@@ -1,0 +1,266 @@
+// Package fanout_test compares github.com/asynckit/asynckit/fanout with the
+// other ways Go code fans out a slice of work, on one workload: n = 10,000
+// items, at most 8 running at once, and trivial work (an atomic add), so
+// that what is measured is each library's own cost per item.
+//
+// Every subject returns its values in input order in a fresh slice, as
+// fanout.Map does, and every one is called through the same signature
+// func(context.Context, int) (int, error) where its API allows it (conc's
+// iter.Map takes no context and returns no error; it gets the same work).
+// ns/item is ns/op divided by n.
+//
+// The bare-* subjects are not libraries but floors: 8 goroutines pulling an
+// atomic index with no context, error handling or panic recovery, writing
+// either []int (Map's output) or []fanout.Result[int] (Settle's output).
+// The gap between the two is what returning a []Result[R] costs by itself.
+package fanout_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/alitto/pond/v2"
+	"github.com/sourcegraph/conc/iter"
+	"github.com/sourcegraph/conc/pool"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/asynckit/asynckit/fanout"
+)
+
+const (
+	items = 10_000
+	limit = 8
+)
+
+// work is the workload's call: an atomic add on a shared counter.
+type work struct{ n atomic.Int64 }
+
+func (w *work) call(_ context.Context, _ int) (int, error) { return int(w.n.Add(1)), nil }
+
+// subject runs one fan-out of w.call over in with at most limit calls at
+// once. check reports a wrong result.
+type subject struct {
+	name string
+	run  func(b *testing.B, ctx context.Context, w *work, in []int) (check func() error)
+}
+
+var subjects = []subject{
+	{"asynckit-Map", runAsynckitMap},
+	{"asynckit-Settle", runAsynckitSettle},
+	{"conc-iter.Map", runConcIterMap},
+	{"conc-pool", runConcPool},
+	{"errgroup", runErrgroup},
+	{"pond", runPond},
+	{"channel-pool", runChannelPool},
+	{"bare-int", runBareInt},
+	{"bare-result", runBareResult},
+}
+
+// BenchmarkFanout runs every subject on the workload. Run the whole set
+// several times (-count, or a shell loop for interleaved runs) and compare
+// ratios within one run: on a shared machine the absolute numbers drift.
+func BenchmarkFanout(b *testing.B) {
+	for _, s := range subjects {
+		b.Run(fmt.Sprintf("n=%d/limit=%d/%s", items, limit, s.name), func(b *testing.B) {
+			w := new(work)
+			in := make([]int, items)
+			ctx := context.Background()
+			b.ReportAllocs()
+			var check func() error
+			for b.Loop() {
+				check = s.run(b, ctx, w, in)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/items, "ns/item")
+			if got, want := w.n.Load(), int64(b.N)*items; got != want {
+				b.Fatalf("%s made %d calls in %d runs, want %d", s.name, got, b.N, want)
+			}
+			if err := check(); err != nil {
+				b.Fatalf("%s: %v", s.name, err)
+			}
+		})
+	}
+}
+
+// distinct reports an error unless the values of one run are the distinct
+// counter values of its calls, i.e. every slot was written exactly once.
+func distinct(vals []int) error {
+	if len(vals) != items {
+		return fmt.Errorf("%d values, want %d", len(vals), items)
+	}
+	lo := vals[0]
+	for _, v := range vals {
+		lo = min(lo, v)
+	}
+	seen := make([]bool, items)
+	for i, v := range vals {
+		k := v - lo
+		if k < 0 || k >= items || seen[k] {
+			return fmt.Errorf("value %d at %d is not one of the run's %d distinct calls", v, i, items)
+		}
+		seen[k] = true
+	}
+	return nil
+}
+
+func runAsynckitMap(b *testing.B, ctx context.Context, w *work, in []int) func() error {
+	out, err := fanout.Map(ctx, in, w.call, fanout.Limit(limit))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return func() error { return distinct(out) }
+}
+
+func runAsynckitSettle(b *testing.B, ctx context.Context, w *work, in []int) func() error {
+	res := fanout.Settle(ctx, in, w.call, fanout.Limit(limit))
+	return func() error {
+		vals := make([]int, len(res))
+		for i, r := range res {
+			if r.Err != nil {
+				return fmt.Errorf("item %d: %w", i, r.Err)
+			}
+			vals[i] = r.Value
+		}
+		return distinct(vals)
+	}
+}
+
+func runConcIterMap(b *testing.B, ctx context.Context, w *work, in []int) func() error {
+	out := iter.Mapper[int, int]{MaxGoroutines: limit}.Map(in, func(p *int) int {
+		v, _ := w.call(ctx, *p)
+		return v
+	})
+	return func() error { return distinct(out) }
+}
+
+func runConcPool(b *testing.B, ctx context.Context, w *work, in []int) func() error {
+	out := make([]int, len(in))
+	p := pool.New().WithErrors().WithContext(ctx).WithCancelOnError().WithMaxGoroutines(limit)
+	for i, it := range in {
+		p.Go(func(ctx context.Context) error {
+			v, err := w.call(ctx, it)
+			out[i] = v
+			return err
+		})
+	}
+	if err := p.Wait(); err != nil {
+		b.Fatal(err)
+	}
+	return func() error { return distinct(out) }
+}
+
+func runErrgroup(b *testing.B, ctx context.Context, w *work, in []int) func() error {
+	out := make([]int, len(in))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(limit)
+	for i, it := range in {
+		g.Go(func() error {
+			v, err := w.call(gctx, it)
+			out[i] = v
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		b.Fatal(err)
+	}
+	return func() error { return distinct(out) }
+}
+
+// pondPools holds one long-lived pond pool per benchmark run, the way pond
+// is meant to be used: its workers are started once, not per fan-out.
+var pondPools sync.Map // *testing.B -> pond.Pool
+
+func runPond(b *testing.B, ctx context.Context, w *work, in []int) func() error {
+	p, ok := pondPools.Load(b)
+	if !ok {
+		np := pond.NewPool(limit, pond.WithContext(ctx))
+		pondPools.Store(b, np)
+		b.Cleanup(func() {
+			np.StopAndWait()
+			pondPools.Delete(b)
+		})
+		p = np
+	}
+	out := make([]int, len(in))
+	g := p.(pond.Pool).NewGroup()
+	for i, it := range in {
+		g.SubmitErr(func() error {
+			v, err := w.call(ctx, it)
+			out[i] = v
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		b.Fatal(err)
+	}
+	return func() error { return distinct(out) }
+}
+
+// runChannelPool is the hand-written pool: limit workers reading indices
+// from an unbuffered channel that one producer fills.
+func runChannelPool(b *testing.B, ctx context.Context, w *work, in []int) func() error {
+	out := make([]int, len(in))
+	idx := make(chan int)
+	var wg sync.WaitGroup
+	for range limit {
+		wg.Go(func() {
+			for i := range idx {
+				out[i], _ = w.call(ctx, in[i])
+			}
+		})
+	}
+	for i := range in {
+		idx <- i
+	}
+	close(idx)
+	wg.Wait()
+	return func() error { return distinct(out) }
+}
+
+// runBareInt is the floor for Map: limit goroutines pulling an atomic index
+// and writing []int, with no context, errors or panic recovery.
+func runBareInt(b *testing.B, ctx context.Context, w *work, in []int) func() error {
+	out := make([]int, len(in))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range limit {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < len(in); i = int(next.Add(1) - 1) {
+				out[i], _ = w.call(ctx, in[i])
+			}
+		})
+	}
+	wg.Wait()
+	return func() error { return distinct(out) }
+}
+
+// runBareResult is runBareInt writing Settle's output type instead: the
+// same loop, a 24-byte element holding a pointer (the error) instead of an
+// 8-byte scalar. Only the value is written, as Settle does when the call
+// succeeds.
+func runBareResult(b *testing.B, ctx context.Context, w *work, in []int) func() error {
+	res := make([]fanout.Result[int], len(in))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range limit {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < len(in); i = int(next.Add(1) - 1) {
+				v, err := w.call(ctx, in[i])
+				res[i].Value = v
+				if err != nil {
+					res[i].Err = err
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return func() error {
+		vals := make([]int, len(res))
+		for i, r := range res {
+			vals[i] = r.Value
+		}
+		return distinct(vals)
+	}
+}
