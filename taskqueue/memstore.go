@@ -222,12 +222,21 @@ func (s *MemoryStore) wake(kind string) bool {
 	return false
 }
 
-// promote moves due delayed tasks to the ready queue.
-func (s *MemoryStore) promote(n time.Time) {
+// promote moves due delayed tasks to the ready queue, for a Claim of
+// kinds. The first of them that Claim can run is left to it; each of the
+// others wakes a waiter of its own kind, since only one waiter re-armed
+// its timer for them and it may run other kinds.
+func (s *MemoryStore) promote(n time.Time, kinds []string) {
+	mine := false
 	for len(s.delayed) > 0 && !s.delayed[0].RunAt.After(n) {
 		mt := heap.Pop(&s.delayed).(*memTask)
 		s.ready.push(mt)
 		s.live++
+		if !mine && kindIn(mt.Kind, kinds) {
+			mine = true
+			continue
+		}
+		s.wake(mt.Kind)
 	}
 }
 
@@ -286,7 +295,7 @@ func (s *MemoryStore) Claim(ctx context.Context, kinds []string) (Task, error) {
 			return Task{}, err
 		}
 		n := now()
-		s.promote(n)
+		s.promote(n, kinds)
 		if mt := s.popReady(kinds); mt != nil {
 			mt.Attempt++
 			mt.ClaimToken++

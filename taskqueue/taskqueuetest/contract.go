@@ -16,6 +16,7 @@ import (
 func init() {
 	register(
 		behaviour{"store: Claim blocks until a task of its kinds is due", storeClaimWaits},
+		behaviour{"store: a delayed task wakes a Claim of its kind, whoever else waits", storeDelayedWakesItsKind},
 		behaviour{"store: updates from a stale claim are ErrLeaseLost", storeStaleAttempt},
 		behaviour{"store: Release refunds the attempt, Retry schedules it", storeReleaseRetry},
 		behaviour{"store: a cancel request wins over the attempt's outcome", storeCancelRequest},
@@ -84,6 +85,37 @@ func storeClaimWaits(t *testing.T, newStore func(*testing.T) taskqueue.Store) {
 	requireTime(t, at.Add(time.Hour), time.Now(), "Claim returned when the delayed task fell due")
 	require.Equal(t, other.ID, claim(t, b.store, "b").ID)
 	claimNone(t, b.store)
+}
+
+// storeDelayedWakesItsKind: Claims for other kinds that wait too, and wait
+// first, must not swallow the wake-up of a delayed task falling due, as
+// when Runners of different kinds share a store.
+func storeDelayedWakesItsKind(t *testing.T, newStore func(*testing.T) taskqueue.Store) {
+	b := idle(t, newStore)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	got := make(chan taskqueue.Task, 2)
+	claimer := func(kind string) {
+		if task, err := b.store.Claim(ctx, []string{kind}); err == nil {
+			got <- task
+		}
+	}
+	go claimer("a")
+	synctest.Wait()
+	go claimer("b")
+	synctest.Wait()
+	start := time.Now()
+	delayed := b.submit("b", Payload{}, taskqueue.Delay(time.Minute))
+	select {
+	case task := <-got:
+		require.Equal(t, delayed.ID, task.ID)
+		requireTime(t, start.Add(time.Minute), time.Now(), "claimed when due")
+	case <-time.After(time.Hour):
+		t.Fatal("the delayed b task was never claimed")
+	}
+	cancel()
+	synctest.Wait()
+	require.Empty(t, got, "the Claim for a took nothing")
 }
 
 // claimNone fails the test if any task can be claimed.
