@@ -50,7 +50,8 @@
 // [Permanent] errors skip the retries. A panic is a failed attempt whose
 // Error holds the panic value and the stack. A timeout is a failed attempt
 // with a message saying so. A payload that does not decode fails the task
-// at once.
+// at once. Error texts, panic values and stacks are cut to
+// [MaxErrorMessage] bytes, so a task that fails holds no more than that.
 //
 // # Cancellation and shutdown
 //

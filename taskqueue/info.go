@@ -26,7 +26,8 @@ type Info struct {
 	// Result is the handler's result encoded as JSON, once succeeded.
 	Result json.RawMessage `json:"result,omitempty"`
 	// Error is the last attempt's error: the handler's error text, a panic
-	// value with its stack, or a timeout message.
+	// value with its stack, or a timeout message; at most MaxErrorMessage
+	// bytes.
 	Error string `json:"error,omitempty"`
 	// CreatedAt is when the task was submitted.
 	CreatedAt time.Time `json:"created_at"`
@@ -45,6 +46,12 @@ type Progress struct {
 	// Message says what the handler is doing; at most MaxProgressMessage bytes.
 	Message string `json:"message,omitempty"`
 }
+
+// MaxErrorMessage is the longest Info.Error the Runner stores, in bytes. A
+// longer error text, panic value or stack is cut on a rune boundary and
+// marked with how many bytes were cut, so that a handler returning a huge
+// error cannot make each task it fails hold megabytes.
+const MaxErrorMessage = 16 << 10
 
 // MaxProgressMessage is the longest progress message Job.Progress accepts, in bytes.
 const MaxProgressMessage = 1024

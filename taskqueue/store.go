@@ -51,7 +51,9 @@ type Store interface {
 	Finish(ctx context.Context, id string, claim int64, o Outcome) (Info, error)
 
 	// Retry ends a failed running attempt: the task is pending again, due
-	// after delay, with errMsg as its Error.
+	// after delay, with errMsg as its Error. Error texts (here and in
+	// Finish's Outcome) are at most MaxErrorMessage bytes, and a store keeps
+	// them whole.
 	Retry(ctx context.Context, id string, claim int64, delay time.Duration, errMsg string) (Info, error)
 
 	// Release gives a running attempt back without counting it: the task is

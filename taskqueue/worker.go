@@ -5,9 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"runtime/debug"
+	"runtime"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // storeRetryDelay is how long a worker waits after a store error in Claim
@@ -116,14 +117,35 @@ type panicError struct{ msg string }
 
 func (e *panicError) Error() string { return e.msg }
 
-// call runs h, turning a panic into a *panicError.
+// call runs h, turning a panic into a *panicError. The panic value's text
+// is cut to a quarter of MaxErrorMessage so that the stack still fits, and
+// the stack is read into a buffer of MaxErrorMessage bytes: a panic deep in
+// a recursion costs no more than a shallow one.
 func call(ctx context.Context, h handler, job *Job, payload json.RawMessage) (res json.RawMessage, err error) {
 	defer func() {
 		if v := recover(); v != nil {
-			res, err = nil, &panicError{fmt.Sprintf("taskqueue: handler panicked: %v\n\n%s", v, debug.Stack())}
+			stack := make([]byte, MaxErrorMessage)
+			stack = stack[:runtime.Stack(stack, false)]
+			value := cut(fmt.Sprint(v), MaxErrorMessage/4)
+			res, err = nil, &panicError{fmt.Sprintf("taskqueue: handler panicked: %s\n\n%s", value, stack)}
 		}
 	}()
 	return h(ctx, job, payload)
+}
+
+// cut returns s if it is at most limit bytes, else its longest prefix that
+// ends on a rune boundary and, with a note of how many bytes were cut,
+// fits in limit.
+func cut(s string, limit int) string {
+	if len(s) <= limit {
+		return s
+	}
+	note := fmt.Sprintf("… [%d bytes cut]", len(s))
+	i := max(limit-len(note)-utf8.UTFMax, 0)
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + fmt.Sprintf("… [%d bytes cut]", len(s)-i)
 }
 
 // record writes the outcome of an attempt to the store.
@@ -146,10 +168,10 @@ func (r *Runner) record(t *Task, ctx, all context.Context, res json.RawMessage, 
 		}
 		return info, serr
 	}
-	msg := err.Error()
+	msg := cut(err.Error(), MaxErrorMessage)
 	var te *timeoutError
 	if errors.As(cause, &te) && !panicked {
-		msg = fmt.Sprintf("taskqueue: attempt %d timed out after %v: %v", t.Attempt, te.d, err)
+		msg = cut(fmt.Sprintf("taskqueue: attempt %d timed out after %v: %s", t.Attempt, te.d, msg), MaxErrorMessage)
 	}
 	if panicked {
 		r.opts.Logger.Warn("taskqueue: handler panicked", "id", t.ID, "kind", t.Kind, "attempt", t.Attempt, "err", msg)

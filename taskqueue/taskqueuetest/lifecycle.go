@@ -3,12 +3,14 @@ package taskqueuetest
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
 
@@ -25,6 +27,7 @@ func init() {
 		behaviour{"a permanent error skips the retries", permanentError},
 		behaviour{"a panic is a failed attempt with its value and stack", panicIsFailedAttempt},
 		behaviour{"a timeout is a failed attempt with a clear message", timeoutIsFailedAttempt},
+		behaviour{"huge errors and panics are cut to MaxErrorMessage and stored whole", errorsAreBounded},
 		behaviour{"a delayed task runs exactly when due, and due tasks run in due order", delayedTasks},
 		behaviour{"a unique key returns the live task, and is free again once it finishes", uniqueKey},
 		behaviour{"progress is recorded, validated and coalesced per interval", progress},
@@ -217,6 +220,46 @@ func timeoutIsFailedAttempt(t *testing.T, newStore func(*testing.T) taskqueue.St
 	done = b.wait(own.ID)
 	require.Equal(t, "taskqueue: attempt 1 timed out after 1s: context deadline exceeded", done.Error)
 	requireTime(t, start.Add(time.Second), done.FinishedAt, "the task's own Timeout")
+}
+
+func errorsAreBounded(t *testing.T, newStore func(*testing.T) taskqueue.Store) {
+	huge := strings.Repeat("é", 1<<20) // 2 MiB of two-byte runes: a cut must not split one
+	var deep func(n int) int
+	deep = func(n int) int {
+		if n == 0 {
+			panic("deep")
+		}
+		return deep(n-1) + 1
+	}
+	b := newBundle(t, newStore, taskqueue.Options{MaxAttempts: 1}, func(r *taskqueue.Runner) {
+		handle(t, r, "error", func(ctx context.Context, job *taskqueue.Job, p Payload) (Result, error) {
+			return Result{}, errors.New("start " + huge)
+		})
+		handle(t, r, "panic", func(ctx context.Context, job *taskqueue.Job, p Payload) (Result, error) {
+			panic("start " + huge)
+		})
+		handle(t, r, "deep", func(ctx context.Context, job *taskqueue.Job, p Payload) (Result, error) {
+			return Result{Double: deep(10_000)}, nil
+		})
+	}).start()
+	for _, tc := range []struct {
+		kind, prefix, contains string
+		least                  int
+	}{
+		{"error", "start éé", "bytes cut]", taskqueue.MaxErrorMessage - 64},
+		// The panic value is cut to a quarter, so that the stack still fits.
+		{"panic", "taskqueue: handler panicked: start éé", "bytes cut]\n\ngoroutine ", taskqueue.MaxErrorMessage / 4},
+		// The runtime elides the middle of a deep stack.
+		{"deep", "taskqueue: handler panicked: deep\n\ngoroutine ", "frames elided", 4 << 10},
+	} {
+		done := b.wait(b.submit(tc.kind, Payload{}).ID)
+		require.Equal(t, taskqueue.StatusFailed, done.Status, tc.kind)
+		require.LessOrEqual(t, len(done.Error), taskqueue.MaxErrorMessage, tc.kind)
+		require.Greater(t, len(done.Error), tc.least, "%s: the store kept the text whole", tc.kind)
+		require.True(t, utf8.ValidString(done.Error), "%s: cut on a rune boundary", tc.kind)
+		require.True(t, strings.HasPrefix(done.Error, tc.prefix), "%s: %.60q", tc.kind, done.Error)
+		require.Contains(t, done.Error, tc.contains, tc.kind)
+	}
 }
 
 func delayedTasks(t *testing.T, newStore func(*testing.T) taskqueue.Store) {
