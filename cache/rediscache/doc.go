@@ -29,9 +29,13 @@
 // With Options.Invalidate, [Cache.Set] and [Cache.Delete] publish the key
 // on the channel Namespace+"invalidate", and each instance runs one
 // subscriber goroutine that drops its local copy, typically within a
-// millisecond or two. Pub/sub delivers at most once: a message lost while
-// an instance is disconnected leaves its local copy until the local TTL, so
-// Options.Local.TTL bounds staleness. [Cache.Close] stops the subscriber.
+// millisecond or two. Pub/sub delivers at most once: messages published
+// while an instance's subscription is disconnected are lost. go-redis
+// reconnects and subscribes again on its own (its health check pings every
+// few seconds); when it does, the instance drops every local copy and
+// reports [ErrResubscribed] to Options.OnError, so a lost invalidation
+// leaves a stale copy only until the subscription is back (and never
+// beyond Options.Local.TTL). [Cache.Close] stops the subscriber.
 //
 // # Cross-instance single flight
 //

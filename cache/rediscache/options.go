@@ -61,8 +61,9 @@ type Options[K comparable, V any] struct {
 	LockPoll, LockPollMax time.Duration
 	// OnError, when set, is called with every Redis or codec error that the
 	// cache handles by falling back (op is "get", "set", "del", "publish",
-	// "lock", "unlock", "subscribe", "encode" or "decode"). Such errors are
-	// counted in Stats either way. It must not block. Defaults to nil.
+	// "lock", "unlock", "subscribe" ([ErrResubscribed]), "encode" or
+	// "decode"). Such errors are counted in Stats either way. It must not
+	// block. Defaults to nil.
 	OnError func(op string, err error)
 }
 

@@ -17,6 +17,12 @@ import (
 	"github.com/asynckit/asynckit/cache"
 )
 
+// ErrResubscribed is passed to Options.OnError, with op "subscribe", when
+// the invalidation subscription comes back after its connection was lost.
+// Invalidations published meanwhile were missed, so the instance has
+// dropped every local copy.
+var ErrResubscribed = errors.New("rediscache: invalidation subscription reconnected; local tier purged")
+
 // unlockTimeout bounds the release of a lock, which runs even when the
 // load's own context has ended.
 const unlockTimeout = time.Second
@@ -53,6 +59,10 @@ type Cache[K comparable, V any] struct {
 	done      chan struct{} // closed when the subscriber has returned
 	closeOnce sync.Once
 	closeErr  error
+
+	// gen counts local drops and writes, so that a Get that read Redis
+	// while one ran does not keep what it read.
+	gen atomic.Uint64
 
 	redisHits, redisMisses, errs, loads, lockWaits, invalidations atomic.Uint64
 }
@@ -128,7 +138,7 @@ func New[K comparable, V any](ctx context.Context, opts Options[K, V]) (*Cache[K
 		}
 		c.pubsub = ps
 		c.done = make(chan struct{})
-		go c.subscribe(ps.Channel())
+		go c.subscribe(ps.ChannelWithSubscriptions())
 	}
 	return c, nil
 }
@@ -172,7 +182,8 @@ func (c *Cache[K, V]) GetOrLoad(ctx context.Context, key K, loader cache.Loader[
 }
 
 // Get returns key's value from the local tier or Redis, without loading.
-// A value found in Redis is kept locally. A Redis error is returned (and
+// A value found in Redis is kept locally, unless a write or invalidation of
+// the local tier ran while Redis was read. A Redis error is returned (and
 // counted); a missing key is (zero, false, nil). A nil ctx is an error.
 func (c *Cache[K, V]) Get(ctx context.Context, key K) (V, bool, error) {
 	var zero V
@@ -183,9 +194,16 @@ func (c *Cache[K, V]) Get(ctx context.Context, key K) (V, bool, error) {
 	if v, ok := c.local.Get(skey); ok {
 		return v, true, nil
 	}
+	gen := c.gen.Load()
 	v, found, err := c.fromRedis(ctx, skey)
 	if found {
 		c.local.Set(skey, v)
+		// An invalidation or a write of this instance that ran while Redis
+		// was read may have dropped its copy before the Set above: drop
+		// what was read rather than keep a value that may be stale.
+		if c.gen.Load() != gen {
+			c.local.Delete(skey)
+		}
 	}
 	return v, found, err
 }
@@ -199,27 +217,33 @@ func (c *Cache[K, V]) Set(ctx context.Context, key K, value V) error {
 	}
 	skey := c.key(key)
 	if err := c.toRedis(ctx, skey, value); err != nil {
-		c.local.Delete(skey)
+		c.drop(skey)
 		return err
 	}
+	c.gen.Add(1)
 	c.local.Set(skey, value)
 	return c.publish(ctx, skey)
 }
 
 // Delete removes key from Redis and from the local tier, and with
 // Options.Invalidate from the local tier of every other instance, typically
-// within milliseconds. It returns the first Redis error, after trying both
-// the delete and the broadcast.
+// within milliseconds. Redis is cleared before the local copy, so a
+// concurrent load on this instance cannot bring the old value back. It
+// returns the first Redis error, after trying both the delete and the
+// broadcast.
 func (c *Cache[K, V]) Delete(ctx context.Context, key K) error {
 	if ctx == nil {
 		return errors.New("rediscache: nil context")
 	}
 	skey := c.key(key)
-	c.local.Delete(skey)
 	var first error
 	if err := c.client.Del(ctx, c.valueKey(skey)).Err(); err != nil {
 		first = c.fail("del", err)
 	}
+	// Only now drop the local copy: a load of key that read Redis before
+	// the DEL is marked dropped by this Delete and does not store what it
+	// read, and one that reads Redis after it finds nothing.
+	c.drop(skey)
 	if err := c.publish(ctx, skey); err != nil && first == nil {
 		first = err
 	}
@@ -371,20 +395,40 @@ func (c *Cache[K, V]) publish(ctx context.Context, skey string) error {
 }
 
 // subscribe drops the local copy of every key another instance publishes,
-// until Close closes the subscription and with it ch.
-func (c *Cache[K, V]) subscribe(ch <-chan *redis.Message) {
+// until Close closes the subscription and with it ch. The confirmation of
+// the first subscription was read by New, so a confirmation seen here
+// means go-redis has reconnected and subscribed again: messages published
+// in between were lost, so every local copy is dropped and the gap is
+// reported as [ErrResubscribed].
+func (c *Cache[K, V]) subscribe(ch <-chan any) {
 	defer close(c.done)
 	for m := range ch {
-		from, skey, ok := strings.Cut(m.Payload, " ")
-		if !ok || from == c.id {
-			continue
-		}
-		c.local.Delete(skey)
-		c.invalidations.Add(1)
-		if c.onInvalidate != nil {
-			c.onInvalidate(skey)
+		switch m := m.(type) {
+		case *redis.Subscription:
+			if m.Kind == "subscribe" {
+				c.gen.Add(1)
+				c.local.Purge()
+				_ = c.fail("subscribe", ErrResubscribed)
+			}
+		case *redis.Message:
+			from, skey, ok := strings.Cut(m.Payload, " ")
+			if !ok || from == c.id {
+				continue
+			}
+			c.drop(skey)
+			c.invalidations.Add(1)
+			if c.onInvalidate != nil {
+				c.onInvalidate(skey)
+			}
 		}
 	}
+}
+
+// drop removes skey from the local tier, first telling any [Cache.Get]
+// reading Redis meanwhile not to keep what it read.
+func (c *Cache[K, V]) drop(skey string) {
+	c.gen.Add(1)
+	c.local.Delete(skey)
 }
 
 // fail counts err, reports it to OnError, and returns it wrapped with op.

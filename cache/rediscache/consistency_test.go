@@ -1,0 +1,184 @@
+package rediscache_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/asynckit/asynckit/cache"
+	"github.com/asynckit/asynckit/cache/rediscache"
+	"github.com/asynckit/asynckit/internal/faultproxy"
+)
+
+// pauseHook holds the first command name on key, before or after it runs
+// on the real server, until release is closed; reached is closed when it
+// does. It lets a test run another operation in the middle of one.
+type pauseHook struct {
+	name, key string
+	after     bool
+	reached   chan struct{}
+	release   chan struct{}
+	once      sync.Once
+}
+
+func newPauseHook(name, key string, after bool) *pauseHook {
+	return &pauseHook{name: name, key: key, after: after, reached: make(chan struct{}), release: make(chan struct{})}
+}
+
+func (h *pauseHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *pauseHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+func (h *pauseHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		match := cmd.Name() == h.name && len(cmd.Args()) > 1 && fmt.Sprint(cmd.Args()[1]) == h.key
+		if match && !h.after {
+			h.pause()
+		}
+		err := next(ctx, cmd)
+		if match && h.after {
+			h.pause()
+		}
+		return err
+	}
+}
+
+func (h *pauseHook) pause() {
+	h.once.Do(func() {
+		close(h.reached)
+		<-h.release
+	})
+}
+
+func constLoader(name string) cache.Loader[int, user] {
+	return func(_ context.Context, id int) (user, error) { return user{id, name}, nil }
+}
+
+// A GetOrLoad on the same instance while Delete runs must not leave the
+// deleted value in the local tier once Delete has returned.
+func TestDeleteIsNotUndoneByALoadDuringIt(t *testing.T) {
+	client, ns := setup(t)
+	ctx := context.Background()
+	hooked := ownClient(t, client)
+	hook := newPauseHook("del", ns+"v:1", false)
+	hooked.AddHook(hook)
+	c := newTier(t, rediscache.Options[int, user]{Client: hooked, Namespace: ns, TTL: time.Minute,
+		Local: cache.Options[string, user]{TTL: time.Hour}})
+
+	u, err := c.GetOrLoad(ctx, 1, constLoader("old"))
+	require.NoError(t, err)
+	require.Equal(t, "old", u.Name)
+
+	deleted := make(chan error, 1)
+	go func() { deleted <- c.Delete(ctx, 1) }()
+	<-hook.reached // Delete is about to remove the key from Redis
+	_, err = c.GetOrLoad(ctx, 1, constLoader("new"))
+	require.NoError(t, err)
+	close(hook.release)
+	require.NoError(t, <-deleted)
+
+	u, err = c.GetOrLoad(ctx, 1, constLoader("new"))
+	require.NoError(t, err)
+	require.Equal(t, "new", u.Name, "the value deleted is not served after Delete returned")
+}
+
+// A Get that read Redis before another instance's Set must not keep the
+// old value locally once the invalidation of that Set has been received.
+func TestGetDoesNotKeepAValueInvalidatedWhileItRead(t *testing.T) {
+	client, ns := setup(t)
+	ctx := context.Background()
+	hooked := ownClient(t, client)
+	hook := newPauseHook("get", ns+"v:5", true)
+	hooked.AddHook(hook)
+	dropped := make(chan string, 10)
+	a := newTier(t, rediscache.Options[int, user]{Client: ownClient(t, client), Namespace: ns, TTL: time.Minute, Invalidate: true})
+	b := newTier(t, rediscache.Options[int, user]{Client: hooked, Namespace: ns, TTL: time.Minute, Invalidate: true,
+		Local:        cache.Options[string, user]{TTL: time.Hour},
+		OnInvalidate: func(k string) { dropped <- k }})
+	waitDropped := func() {
+		t.Helper()
+		select {
+		case <-dropped:
+		case <-time.After(5 * time.Second):
+			t.Fatal("no invalidation")
+		}
+	}
+
+	require.NoError(t, a.Set(ctx, 5, user{5, "old"}))
+	waitDropped()
+	type result struct {
+		u   user
+		err error
+	}
+	got := make(chan result, 1)
+	go func() {
+		u, _, err := b.Get(ctx, 5)
+		got <- result{u, err}
+	}()
+	<-hook.reached // b has read "old" from Redis
+	require.NoError(t, a.Set(ctx, 5, user{5, "new"}))
+	waitDropped()
+	close(hook.release)
+	r := <-got
+	require.NoError(t, r.err)
+	require.Equal(t, "old", r.u.Name, "the Get that read before the Set returns what it read")
+
+	u, ok, err := b.Get(ctx, 5)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, "new", u.Name, "the value read before the invalidation was not kept")
+}
+
+// Invalidations published while an instance's subscription is cut are
+// lost; when the subscription comes back, the instance drops its local
+// copies and reports the gap.
+func TestResubscribeAfterACutDropsLocalCopies(t *testing.T) {
+	client, ns := setup(t)
+	ctx := context.Background()
+	proxy, err := faultproxy.New(client.Options().Addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = proxy.Close() })
+	opts := *client.Options()
+	opts.Addr = proxy.Addr()
+	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = 200*time.Millisecond, 200*time.Millisecond, 200*time.Millisecond
+	proxied := redis.NewClient(&opts)
+	t.Cleanup(func() { _ = proxied.Close() })
+
+	var mu sync.Mutex
+	var subscribeErrs []error
+	a := newTier(t, rediscache.Options[int, user]{Client: ownClient(t, client), Namespace: ns, TTL: time.Minute, Invalidate: true})
+	b := newTier(t, rediscache.Options[int, user]{Client: proxied, Namespace: ns, TTL: time.Minute, Invalidate: true,
+		Local: cache.Options[string, user]{TTL: time.Hour},
+		OnError: func(op string, err error) {
+			if op == "subscribe" {
+				mu.Lock()
+				subscribeErrs = append(subscribeErrs, err)
+				mu.Unlock()
+			}
+		}})
+
+	u, err := b.GetOrLoad(ctx, 7, constLoader("old"))
+	require.NoError(t, err)
+	require.Equal(t, "old", u.Name)
+
+	proxy.Cut()
+	require.NoError(t, a.Set(ctx, 7, user{7, "new"})) // b cannot hear this
+	proxy.Restore()
+
+	require.Eventually(t, func() bool {
+		u, _, err := b.Get(ctx, 7)
+		return err == nil && u.Name == "new"
+	}, 10*time.Second, 20*time.Millisecond, "b dropped the copy whose invalidation it missed")
+	mu.Lock()
+	defer mu.Unlock()
+	require.NotEmpty(t, subscribeErrs, "the gap in the subscription was reported")
+	require.ErrorIs(t, subscribeErrs[0], rediscache.ErrResubscribed)
+	require.Positive(t, b.Stats().Errors)
+}
