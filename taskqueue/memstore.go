@@ -1,6 +1,7 @@
 package taskqueue
 
 import (
+	"bytes"
 	"cmp"
 	"container/heap"
 	"context"
@@ -72,6 +73,16 @@ type memTask struct {
 	index           int // in delayed, or -1
 	cancelRequested bool
 	deleted         bool
+}
+
+// info returns a snapshot of the task's Info that shares no bytes with the
+// store: a caller may change its Result without changing the task.
+func (mt *memTask) info() Info {
+	in := mt.Info
+	if in.Result != nil {
+		in.Result = bytes.Clone(in.Result)
+	}
+	return in
 }
 
 type waiter struct {
@@ -151,7 +162,7 @@ func (s *MemoryStore) Insert(ctx context.Context, t Task) (Info, bool, error) {
 	defer s.mu.Unlock()
 	if t.UniqueKey != "" {
 		if mt := s.unique[t.UniqueKey]; mt != nil {
-			return mt.Info, false, nil
+			return mt.info(), false, nil
 		}
 	}
 	if s.counts[StatusPending] >= s.capacity {
@@ -184,7 +195,7 @@ func (s *MemoryStore) Insert(ctx context.Context, t Task) (Info, bool, error) {
 		s.order = slices.Insert(s.order, i, mt)
 	}
 	s.schedule(mt, n)
-	return mt.Info, true, nil
+	return mt.info(), true, nil
 }
 
 func compareTask(a, b *memTask) int {
@@ -415,7 +426,7 @@ func (s *MemoryStore) Finish(ctx context.Context, id string, claim int64, o Outc
 		o = Outcome{Status: StatusCanceled, Error: ErrCanceled.Error()}
 	}
 	s.finish(mt, o, now())
-	return mt.Info, nil
+	return mt.info(), nil
 }
 
 func (s *MemoryStore) finish(mt *memTask, o Outcome, n time.Time) {
@@ -442,13 +453,13 @@ func (s *MemoryStore) Retry(ctx context.Context, id string, claim int64, delay t
 	n := now()
 	if mt.cancelRequested {
 		s.finish(mt, Outcome{Status: StatusCanceled, Error: ErrCanceled.Error()}, n)
-		return mt.Info, nil
+		return mt.info(), nil
 	}
 	s.setStatus(mt, StatusPending)
 	mt.Error = errMsg
 	mt.RunAt = n.Add(delay)
 	s.schedule(mt, n)
-	return mt.Info, nil
+	return mt.info(), nil
 }
 
 // Release implements Store.
@@ -462,13 +473,13 @@ func (s *MemoryStore) Release(ctx context.Context, id string, claim int64) (Info
 	n := now()
 	if mt.cancelRequested {
 		s.finish(mt, Outcome{Status: StatusCanceled, Error: ErrCanceled.Error()}, n)
-		return mt.Info, nil
+		return mt.info(), nil
 	}
 	s.setStatus(mt, StatusPending)
 	mt.Attempt--
 	mt.RunAt = n
 	s.schedule(mt, n)
-	return mt.Info, nil
+	return mt.info(), nil
 }
 
 // Cancel implements Store.
@@ -481,7 +492,7 @@ func (s *MemoryStore) Cancel(ctx context.Context, id string) (Info, error) {
 	}
 	switch {
 	case mt.Status.Terminal():
-		return mt.Info, ErrFinished
+		return mt.info(), ErrFinished
 	case mt.Status == StatusRunning:
 		mt.cancelRequested = true
 	default: // pending
@@ -495,7 +506,7 @@ func (s *MemoryStore) Cancel(ctx context.Context, id string) (Info, error) {
 		}
 		s.finish(mt, Outcome{Status: StatusCanceled, Error: ErrCanceled.Error()}, now())
 	}
-	return mt.Info, nil
+	return mt.info(), nil
 }
 
 // Get implements Store.
@@ -506,7 +517,7 @@ func (s *MemoryStore) Get(ctx context.Context, id string) (Info, error) {
 	if err != nil {
 		return Info{}, err
 	}
-	return mt.Info, nil
+	return mt.info(), nil
 }
 
 // List implements Store.
@@ -531,7 +542,7 @@ func (s *MemoryStore) List(ctx context.Context, q ListQuery) ([]Info, error) {
 			(mt.Status.Terminal() && !q.FinishedAfter.IsZero() && !mt.FinishedAt.After(q.FinishedAfter)) {
 			continue
 		}
-		out = append(out, mt.Info)
+		out = append(out, mt.info())
 	}
 	return out, nil
 }

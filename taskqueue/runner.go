@@ -1,6 +1,7 @@
 package taskqueue
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -176,7 +177,7 @@ func (r *Runner) Start(ctx context.Context) error {
 // Submit validates and stores a task of kind with payload and returns its
 // Info at once; a worker runs it when it is due. payload is encoded with
 // encoding/json (a json.RawMessage is taken as it is, after a validity
-// check).
+// check, and copied, so the caller may reuse it).
 //
 // Errors: ErrClosed after Shutdown, ErrUnknownKind for a kind with no
 // handler, ErrQueueFull when the store is full (Submit never blocks for
@@ -217,7 +218,7 @@ func (r *Runner) Submit(ctx context.Context, kind string, payload any, opts ...S
 		if !json.Valid(m) {
 			return Info{}, errors.New("taskqueue: payload json.RawMessage is not valid JSON")
 		}
-		raw = m
+		raw = bytes.Clone(m) // the caller may reuse its buffer once Submit returns
 	} else {
 		var err error
 		if raw, err = json.Marshal(payload); err != nil {

@@ -29,7 +29,9 @@ type Store interface {
 	// UniqueKey, Payload and Timeout. When t.UniqueKey is not empty and a
 	// pending or running task holds that key, Insert stores nothing and
 	// returns that task with inserted false. A store that is full returns
-	// ErrQueueFull.
+	// ErrQueueFull. The store may keep t.Payload without copying it; the
+	// Infos it returns, here and from every other method, share no bytes
+	// with what it holds.
 	Insert(ctx context.Context, t Task) (info Info, inserted bool, err error)
 
 	// Claim waits until a pending task of one of kinds (nil: any kind) is

@@ -23,6 +23,7 @@ func init() {
 		behaviour{"unknown and malformed ids are ErrNotFound, not pending", notFound},
 		behaviour{"a task runs to success with its result and timestamps", runsToSuccess},
 		behaviour{"a payload that does not decode fails at once without retries", badPayload},
+		behaviour{"payloads and Infos are copies: changing the caller's bytes changes no task", copiesNotAliases},
 		behaviour{"errors retry with the backoff's delays until MaxAttempts, then fail with the last error", retriesWithBackoff},
 		behaviour{"a permanent error skips the retries", permanentError},
 		behaviour{"a panic is a failed attempt with its value and stack", panicIsFailedAttempt},
@@ -123,6 +124,38 @@ func badPayload(t *testing.T, newStore func(*testing.T) taskqueue.Store) {
 	require.Equal(t, 1, done.Attempt)
 	require.Contains(t, done.Error, "does not decode")
 	require.Zero(t, calls.Load(), "the handler never sees a bad payload")
+}
+
+func copiesNotAliases(t *testing.T, newStore func(*testing.T) taskqueue.Store) {
+	b := newBundle(t, newStore, taskqueue.Options{}, func(r *taskqueue.Runner) { handle(t, r, "double", double) })
+	// A caller that reuses its buffer for the next payload.
+	buf := []byte(`{"n":21}`)
+	info := b.submit("double", json.RawMessage(buf))
+	copy(buf, `{"n":99}`)
+	b.start()
+	done := b.wait(info.ID)
+	require.JSONEq(t, `{"double":42}`, string(done.Result), "the task ran on the payload as submitted")
+
+	done.Result[2] = 'X'
+	for _, got := range []taskqueue.Info{b.get(info.ID), listOne(t, b, info.ID)} {
+		require.JSONEq(t, `{"double":42}`, string(got.Result), "a caller's change to a returned Info reaches no other caller")
+		got.Result[2] = 'Y'
+	}
+	require.JSONEq(t, `{"double":42}`, string(b.get(info.ID).Result))
+}
+
+// listOne returns the listed Info of id.
+func listOne(t *testing.T, b *bundle, id string) taskqueue.Info {
+	t.Helper()
+	page, err := b.r.List(context.Background(), taskqueue.Filter{}, "", 1000)
+	require.NoError(t, err)
+	for _, it := range page.Items {
+		if it.ID == id {
+			return it
+		}
+	}
+	t.Fatalf("task %s not listed", id)
+	return taskqueue.Info{}
 }
 
 func retriesWithBackoff(t *testing.T, newStore func(*testing.T) taskqueue.Store) {
