@@ -217,8 +217,15 @@ func (c *Cache[K, V]) wait(ctx context.Context, cl *call[V]) (V, error) {
 func (c *Cache[K, V]) refresh(ctx context.Context, s *shard[K, V], key K, h uint64, e *entry[K, V], loader Loader[K, V]) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.calls[key] != nil || s.find(key, h) != e {
-		return // the load in flight or the newer entry resets the flag
+	if s.find(key, h) != e {
+		return // a newer entry replaced e: it has its own flag
+	}
+	if s.calls[key] != nil {
+		// A load is in flight, but its result may never replace e (a Set
+		// made it obsolete): clear the flag so that a hit after it is over
+		// starts the refresh.
+		e.refreshing.Store(false)
+		return
 	}
 	f, lctx, release := c.newFlight(ctx, 0, true)
 	cl := &call[V]{f: f}

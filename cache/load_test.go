@@ -498,3 +498,53 @@ func TestGetOrLoadManyAfterCloseIsErrClosed(t *testing.T) {
 	})
 	require.ErrorIs(t, err, cache.ErrClosed)
 }
+
+// A refresh due while another load of the key is in flight (one whose
+// result a Set made obsolete) is skipped; once that load is over, the next
+// hit must start the refresh rather than serve the old value for ever.
+func TestRefreshSkippedForALoadInFlightIsRetried(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCache(t, cache.Options[string, string]{RefreshAfter: time.Second})
+		defer c.Close()
+		ctx := context.Background()
+		unblock := make(chan struct{})
+		started := make(chan struct{})
+		slow := func(context.Context, string) (string, error) {
+			close(started)
+			<-unblock
+			return "slow", nil
+		}
+		loadDone := make(chan struct{})
+		go func() {
+			defer close(loadDone)
+			v, err := c.GetOrLoad(ctx, "k", slow)
+			require.NoError(t, err)
+			require.Equal(t, "slow", v)
+		}()
+		<-started
+		c.Set("k", "set") // the load in flight will not store its result
+
+		time.Sleep(2 * time.Second)
+		var reloads atomic.Int32
+		reload := func(context.Context, string) (string, error) {
+			reloads.Add(1)
+			return "reloaded", nil
+		}
+		v, err := c.GetOrLoad(ctx, "k", reload) // due, but a load is in flight
+		require.NoError(t, err)
+		require.Equal(t, "set", v)
+		synctest.Wait()
+		require.Zero(t, reloads.Load())
+
+		close(unblock)
+		<-loadDone
+		v, err = c.GetOrLoad(ctx, "k", reload) // due, and nothing in flight
+		require.NoError(t, err)
+		require.Equal(t, "set", v)
+		synctest.Wait()
+		require.Equal(t, int32(1), reloads.Load(), "the refresh runs once the load in flight is over")
+		v, ok := c.Get("k")
+		require.True(t, ok)
+		require.Equal(t, "reloaded", v)
+	})
+}
