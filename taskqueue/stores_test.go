@@ -299,3 +299,55 @@ func TestManyConcurrentWaitersAllSeeTheEnd(t *testing.T) {
 		require.NoError(t, r.Shutdown(ctx))
 	})
 }
+
+// slowBeatStore is a leasing MemoryStore whose Heartbeat blocks until its
+// ctx ends, as a call to an unreachable database does.
+type slowBeatStore struct {
+	*taskqueue.MemoryStore
+	entered  chan struct{}
+	inFlight atomic.Int32
+	ctxEnded atomic.Int32
+}
+
+func (s *slowBeatStore) Claim(ctx context.Context, kinds []string) (taskqueue.Task, error) {
+	t, err := s.MemoryStore.Claim(ctx, kinds)
+	if err == nil {
+		t.LeaseUntil = time.Now().Add(30 * time.Second)
+	}
+	return t, err
+}
+
+func (s *slowBeatStore) Heartbeat(ctx context.Context, id string, claim int64) (bool, error) {
+	s.inFlight.Add(1)
+	defer s.inFlight.Add(-1)
+	s.entered <- struct{}{}
+	<-ctx.Done()
+	s.ctxEnded.Add(1)
+	return false, ctx.Err()
+}
+
+func TestHeartbeatInFlightDoesNotOutliveItsAttempt(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem, err := taskqueue.NewMemoryStore(taskqueue.MemoryOptions{})
+		require.NoError(t, err)
+		store := &slowBeatStore{MemoryStore: mem, entered: make(chan struct{}, 1)}
+		r, err := taskqueue.New(taskqueue.Options{Store: store, Workers: 1})
+		require.NoError(t, err)
+		finish := make(chan struct{})
+		require.NoError(t, taskqueue.Handle(r, "job", func(ctx context.Context, job *taskqueue.Job, _ int) (int, error) {
+			<-finish
+			return 1, nil
+		}))
+		require.NoError(t, r.Start(context.Background()))
+		info, err := r.Submit(context.Background(), "job", 0)
+		require.NoError(t, err)
+		<-store.entered // the first heartbeat, at 10s, is stuck in the store
+		close(finish)
+		done, err := r.Wait(context.Background(), info.ID)
+		require.NoError(t, err)
+		require.Equal(t, taskqueue.StatusSucceeded, done.Status)
+		require.NoError(t, r.Shutdown(context.Background()))
+		require.Zero(t, store.inFlight.Load(), "no heartbeat is still in the store once Shutdown returns")
+		require.Equal(t, int32(1), store.ctxEnded.Load(), "the attempt's end cancelled the heartbeat's ctx")
+	})
+}

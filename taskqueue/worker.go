@@ -198,8 +198,15 @@ type Job struct {
 	written  time.Time // when progress was last written to the store
 	dirty    bool      // progress holds a value not yet written
 	flushing *time.Timer
+	flushSeq uint64 // which arming of flushing is current
 	beat     *time.Timer
 	ended    bool
+
+	// timers counts armed timers whose callback has not returned: one per
+	// arming, done when the callback returns or Stop prevents it. end
+	// waits for it, so no callback outlives the attempt.
+	timers   sync.WaitGroup
+	stopBeat context.CancelFunc // ends the ctx of a heartbeat in the store
 }
 
 // ID returns the task's id.
@@ -241,7 +248,10 @@ func (j *Job) Progress(percent int, message string) error {
 		return j.write()
 	}
 	if j.flushing == nil {
-		j.flushing = time.AfterFunc(wait, j.flush)
+		j.timers.Add(1)
+		j.flushSeq++
+		seq := j.flushSeq
+		j.flushing = time.AfterFunc(wait, func() { j.flush(seq) })
 	}
 	return nil
 }
@@ -249,10 +259,7 @@ func (j *Job) Progress(percent int, message string) error {
 // write stores and publishes the latest progress. j.mu is held.
 func (j *Job) write() error {
 	j.dirty, j.written = false, time.Now()
-	if j.flushing != nil {
-		j.flushing.Stop()
-		j.flushing = nil
-	}
+	j.stopFlush()
 	err := j.r.store.Progress(j.r.storeCtx, j.id, j.claim, j.progress)
 	if err != nil {
 		return fmt.Errorf("taskqueue: record progress: %w", err)
@@ -265,11 +272,25 @@ func (j *Job) write() error {
 	return nil
 }
 
-// flush writes coalesced progress when its interval is up.
-func (j *Job) flush() {
+// stopFlush disarms the flush timer. j.mu is held.
+func (j *Job) stopFlush() {
+	if j.flushing != nil {
+		if j.flushing.Stop() {
+			j.timers.Done()
+		}
+		j.flushing = nil
+	}
+}
+
+// flush writes coalesced progress when the interval of arming seq is up.
+func (j *Job) flush(seq uint64) {
+	defer j.timers.Done()
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	j.flushing = nil
+	if seq != j.flushSeq {
+		return // stopped too late, and a later arming is current
+	}
+	j.flushing = nil // it fired: write must not Stop it and count it twice
 	if j.ended || !j.dirty {
 		return
 	}
@@ -278,22 +299,25 @@ func (j *Job) flush() {
 	}
 }
 
-// end flushes pending progress and stops the attempt's timers.
+// end flushes pending progress, stops the attempt's timers, cancels a
+// heartbeat that is in the store, and waits for callbacks already running.
 func (j *Job) end() {
 	j.mu.Lock()
-	defer j.mu.Unlock()
 	if j.dirty {
 		if err := j.write(); err != nil {
 			j.r.opts.Logger.Debug("taskqueue: progress", "id", j.id, "err", err)
 		}
 	}
 	j.ended = true
-	if j.flushing != nil {
-		j.flushing.Stop()
-	}
+	j.stopFlush()
 	if j.beat != nil {
-		j.beat.Stop()
+		if j.beat.Stop() {
+			j.timers.Done()
+		}
+		j.stopBeat()
 	}
+	j.mu.Unlock()
+	j.timers.Wait()
 }
 
 // heartbeat renews the attempt's lease every period until the attempt
@@ -301,9 +325,13 @@ func (j *Job) end() {
 // or the lease is lost.
 func (j *Job) heartbeat(period time.Duration, cancel context.CancelCauseFunc) {
 	period = max(period, 10*time.Millisecond)
+	ctx, stop := context.WithCancel(j.r.storeCtx)
 	beat := func() {
-		cancelRequested, err := j.r.store.Heartbeat(j.r.storeCtx, j.id, j.claim)
+		defer j.timers.Done()
+		cancelRequested, err := j.r.store.Heartbeat(ctx, j.id, j.claim)
 		switch {
+		case ctx.Err() != nil: // the attempt ended
+			return
 		case errors.Is(err, ErrLeaseLost):
 			cancel(ErrLeaseLost)
 			return
@@ -316,10 +344,13 @@ func (j *Job) heartbeat(period time.Duration, cancel context.CancelCauseFunc) {
 		j.mu.Lock()
 		defer j.mu.Unlock()
 		if !j.ended {
+			j.timers.Add(1)
 			j.beat.Reset(period)
 		}
 	}
 	j.mu.Lock()
+	j.stopBeat = stop
+	j.timers.Add(1)
 	j.beat = time.AfterFunc(period, beat)
 	j.mu.Unlock()
 }
