@@ -351,3 +351,32 @@ func TestHeartbeatInFlightDoesNotOutliveItsAttempt(t *testing.T) {
 		require.Equal(t, int32(1), store.ctxEnded.Load(), "the attempt's end cancelled the heartbeat's ctx")
 	})
 }
+
+func TestShutdownDoesNotCountACanceledTaskAsInterrupted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store, err := taskqueue.NewMemoryStore(taskqueue.MemoryOptions{})
+		require.NoError(t, err)
+		finished := make(chan taskqueue.Info, 1)
+		r, err := taskqueue.New(taskqueue.Options{Store: store, Workers: 1, OnFinish: func(info taskqueue.Info) { finished <- info }})
+		require.NoError(t, err)
+		require.NoError(t, taskqueue.Handle(r, "wait", func(ctx context.Context, job *taskqueue.Job, _ int) (int, error) {
+			<-ctx.Done()
+			return 0, ctx.Err()
+		}))
+		require.NoError(t, r.Start(context.Background()))
+		info, err := r.Submit(context.Background(), "wait", 0)
+		require.NoError(t, err)
+		synctest.Wait()
+		// Cancelled by another process sharing the store: this Runner's
+		// handler goes on until Shutdown's deadline interrupts it.
+		_, err = store.Cancel(context.Background(), info.ID)
+		require.NoError(t, err)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		var se *taskqueue.ShutdownError
+		require.ErrorAs(t, r.Shutdown(ctx), &se)
+		require.Equal(t, &taskqueue.ShutdownError{Err: context.DeadlineExceeded}, se,
+			"the task ended canceled: nothing pending, nothing interrupted")
+		require.Equal(t, taskqueue.StatusCanceled, (<-finished).Status)
+	})
+}

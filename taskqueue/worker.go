@@ -163,7 +163,7 @@ func (r *Runner) record(t *Task, ctx, all context.Context, res json.RawMessage, 
 	case all.Err() != nil && !panicked:
 		// Interrupted by Shutdown (or Start's ctx): not the task's fault.
 		info, serr := r.store.Release(sctx, t.ID, t.ClaimToken)
-		if serr == nil {
+		if serr == nil && info.Status == StatusPending { // not when a recorded cancel won
 			r.interrupted.Add(1)
 		}
 		return info, serr
