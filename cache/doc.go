@@ -61,7 +61,8 @@
 // the callers (context.WithoutCancel of the first one, so values such as
 // trace IDs pass through), bounded by Options.LoadTimeout, and cancelled
 // only when every waiter has given up, or by [Cache.Close]. A loader panic
-// becomes a *[PanicError] for every waiter. A Set, Delete or Purge during a
+// becomes a *[PanicError] for every waiter, and a loader that calls
+// runtime.Goexit gives them [ErrLoaderExited]. A Set, Delete or Purge during a
 // load wins: the load still answers its waiters but does not store.
 //
 // A loader error is returned, not cached, unless Options.NegativeTTL is set.

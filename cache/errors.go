@@ -37,3 +37,8 @@ func (e *PanicError) Unwrap() error {
 	}
 	return nil
 }
+
+// ErrLoaderExited is the error every waiter of a load receives when the
+// loader ended its goroutine without returning or panicking, as
+// runtime.Goexit (and so t.FailNow in a test) does.
+var ErrLoaderExited = errors.New("cache: loader exited its goroutine without returning")

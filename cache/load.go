@@ -115,7 +115,8 @@ func classify[K comparable, V any](e *entry[K, V], t *int64) hit {
 // call runs; each caller waits on its own ctx and gets ctx.Err() as soon as
 // ctx ends, while the load goes on for the others and is cancelled only
 // when every caller has given up. A panic in loader becomes a *[PanicError]
-// for every waiter.
+// for every waiter, and a loader that ends its goroutine with
+// runtime.Goexit gives them [ErrLoaderExited].
 //
 // A loader error is returned to every waiter and cached for NegativeTTL
 // when that is set; with StaleIfError, an expired value is returned instead
@@ -177,13 +178,7 @@ func (c *Cache[K, V]) GetOrLoad(ctx context.Context, key K, loader Loader[K, V])
 		} else {
 			f, lctx, release := c.newFlight(ctx, 1, false)
 			cl = &call[V]{f: f}
-			err := c.goTracked(func() {
-				defer release()
-				v, err := callLoader(lctx, loader, key)
-				c.settle(s, key, h, cl, v, err, lctx)
-				c.countLoad(err)
-				close(f.done)
-			})
+			err := c.goTracked(func() { c.runLoad(s, key, h, cl, lctx, release, loader) })
 			if err != nil {
 				release()
 				s.mu.Unlock()
@@ -229,13 +224,7 @@ func (c *Cache[K, V]) refresh(ctx context.Context, s *shard[K, V], key K, h uint
 	}
 	f, lctx, release := c.newFlight(ctx, 0, true)
 	cl := &call[V]{f: f}
-	err := c.goTracked(func() {
-		defer release()
-		v, err := callLoader(lctx, loader, key)
-		c.settle(s, key, h, cl, v, err, lctx)
-		c.countLoad(err)
-		close(f.done)
-	})
+	err := c.goTracked(func() { c.runLoad(s, key, h, cl, lctx, release, loader) })
 	if err != nil {
 		release()
 		e.refreshing.Store(false)
@@ -243,6 +232,22 @@ func (c *Cache[K, V]) refresh(ctx context.Context, s *shard[K, V], key K, h uint
 	}
 	c.counters.refreshes.Add(1)
 	s.calls[key] = cl
+}
+
+// runLoad runs loader for cl's flight on its own goroutine and settles
+// it. The settling is deferred, so that a loader that ends the goroutine
+// with runtime.Goexit still answers its waiters, with ErrLoaderExited,
+// and frees the key for the next load.
+func (c *Cache[K, V]) runLoad(s *shard[K, V], key K, h uint64, cl *call[V], lctx context.Context, release func(), loader Loader[K, V]) {
+	defer release()
+	var v V
+	err := ErrLoaderExited
+	defer func() {
+		c.settle(s, key, h, cl, v, err, lctx)
+		c.countLoad(err)
+		close(cl.f.done)
+	}()
+	v, err = callLoader(lctx, loader, key)
 }
 
 // callLoader runs loader, turning a panic into a *PanicError.

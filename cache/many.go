@@ -102,22 +102,28 @@ func (c *Cache[K, V]) GetOrLoadMany(ctx context.Context, keys []K, bulk BulkLoad
 	if own != nil {
 		err := c.goTracked(func() {
 			defer release()
+			var found map[K]V
+			err := ErrLoaderExited
+			// Settle in a defer, so that a bulk loader that ends the
+			// goroutine with runtime.Goexit still answers every waiter.
+			defer func() {
+				for i, key := range missing {
+					v, ok := found[key]
+					switch {
+					case err != nil:
+						c.settle(shards[i], key, hashes[i], calls[i], v, err, lctx)
+					case !ok:
+						c.settle(shards[i], key, hashes[i], calls[i], v, ErrNotFound, lctx)
+					default:
+						c.settle(shards[i], key, hashes[i], calls[i], v, nil, lctx)
+					}
+				}
+				c.countLoad(err)
+				close(own.done)
+			}()
 			// bulk gets a copy: it may reorder its argument, while missing
 			// stays aligned with calls, shards and hashes.
-			found, err := callBulk(lctx, bulk, slices.Clone(missing))
-			for i, key := range missing {
-				v, ok := found[key]
-				switch {
-				case err != nil:
-					c.settle(shards[i], key, hashes[i], calls[i], v, err, lctx)
-				case !ok:
-					c.settle(shards[i], key, hashes[i], calls[i], v, ErrNotFound, lctx)
-				default:
-					c.settle(shards[i], key, hashes[i], calls[i], v, nil, lctx)
-				}
-			}
-			c.countLoad(err)
-			close(own.done)
+			found, err = callBulk(lctx, bulk, slices.Clone(missing))
 		})
 		if err != nil {
 			// Closed: answer any GetOrLoad that joined the flight meanwhile.
