@@ -31,9 +31,15 @@
 // least-recently-used order (second chance), and keys that have been idle
 // a whole Period are dropped lazily as new keys arrive. Nothing runs in the
 // background, so there is nothing to Close. Calls on a known key allocate
-// nothing; a stream of new keys allocates nothing once the cap is reached,
-// since evicted keys' memory is reused (except that the token bucket needs
-// a fresh x/time/rate.Limiter when the reused one had not refilled).
+// nothing. [GCRA] decides for a known key without taking any lock: its
+// per-key state is one atomic word, found through an index read without
+// locks and updated by compare-and-swap, so it is still exact under
+// contention. The others lock the key's shard. A new key takes the lock;
+// for GCRA it allocates one small node (a dropped node cannot be reused,
+// since a lock-free call may still hold it); for the others a stream of
+// new keys allocates nothing once the cap is reached, since evicted keys'
+// memory is reused (except that the token bucket needs a fresh
+// x/time/rate.Limiter when the reused one had not refilled).
 //
 // Each limiter reads the clock once per call, through time.Now, so tests
 // can drive them with testing/synctest.

@@ -2,6 +2,8 @@ package ratelimit
 
 import (
 	"context"
+	"math"
+	"sync/atomic"
 	"time"
 )
 
@@ -15,7 +17,11 @@ import (
 // Burst + ⌊elapsed / Interval⌋ unit requests, where Interval is Period/Rate
 // rounded up to the nanosecond ([Limit.Interval]).
 //
-// A GCRA is safe for concurrent use. AllowN on a known key allocates nothing.
+// A GCRA is safe for concurrent use. AllowN on a known key takes no lock
+// and allocates nothing: it finds the key through the table's lock-free
+// index and moves its TAT with a compare-and-swap, retrying if another
+// call moved it first, so concurrent calls on one key are still counted
+// exactly. A new key takes its shard's lock and allocates one node.
 type GCRA struct {
 	lim      Limit
 	interval int64
@@ -24,12 +30,36 @@ type GCRA struct {
 	t        *table[gcraState, *gcraState]
 }
 
-type gcraState struct{ tat int64 }
+// gcraState is a key's TAT in nanoseconds since the limiter's epoch, or
+// deadTAT once the table has dropped the key.
+type gcraState struct{ tat atomic.Int64 }
+
+// deadTAT marks a dropped key's state: a call that finds it looks the key
+// up again under the lock.
+const deadTAT = math.MinInt64
 
 // idle: a TAT in the past says no more than a fresh key does.
-func (s *gcraState) idle(now int64) bool { return s.tat <= now }
+func (s *gcraState) idle(now int64) bool { return s.tat.Load() <= now }
 
-func (s *gcraState) reset(int64) { s.tat = 0 }
+func (s *gcraState) reset(int64) { s.tat.Store(0) }
+
+// retire makes s dead if its TAT is not after now. The compare-and-swap
+// makes the check and the drop one step, so an admission racing with it
+// either lands first (and the key is kept) or fails and is retried on the
+// key's next state.
+func (s *gcraState) retire(now int64) bool {
+	for {
+		v := s.tat.Load()
+		if v > now {
+			return false
+		}
+		if v == deadTAT || s.tat.CompareAndSwap(v, deadTAT) {
+			return true
+		}
+	}
+}
+
+func (s *gcraState) kill() { s.tat.Store(deadTAT) }
 
 var _ Limiter = (*GCRA)(nil)
 
@@ -67,26 +97,39 @@ func (g *GCRA) AllowN(ctx context.Context, key string, n int) (Result, error) {
 	}
 	now := int64(time.Since(g.epoch))
 	sh, h := g.t.shard(key)
-	sh.mu.Lock()
-	st := g.t.get(sh, h, key, now)
-	tat := max(st.tat, now)
-	newTAT := tat + int64(n)*g.interval
-	allowAt := newTAT - g.tau
-	if now < allowAt {
-		sh.mu.Unlock()
-		return Result{
-			Limit:      g.lim,
-			Remaining:  int((g.tau - (tat - now)) / g.interval),
-			RetryAfter: time.Duration(allowAt - now),
-			ResetAfter: time.Duration(tat - now),
-		}, nil
+	e := sh.find(h, key)
+	if e != nil {
+		e.mark()
 	}
-	st.tat = newTAT
-	sh.mu.Unlock()
-	return Result{
-		Allowed:    true,
-		Limit:      g.lim,
-		Remaining:  int((g.tau - (newTAT - now)) / g.interval),
-		ResetAfter: time.Duration(newTAT - now),
-	}, nil
+	for {
+		if e == nil {
+			sh.mu.Lock()
+			e = g.t.node(sh, h, key, now)
+			sh.mu.Unlock()
+		}
+		old := e.s.tat.Load()
+		if old == deadTAT {
+			e = nil // dropped since it was found: look again under the lock
+			continue
+		}
+		tat := max(old, now)
+		newTAT := tat + int64(n)*g.interval
+		allowAt := newTAT - g.tau
+		if now < allowAt {
+			return Result{
+				Limit:      g.lim,
+				Remaining:  int((g.tau - (tat - now)) / g.interval),
+				RetryAfter: time.Duration(allowAt - now),
+				ResetAfter: time.Duration(tat - now),
+			}, nil
+		}
+		if e.s.tat.CompareAndSwap(old, newTAT) {
+			return Result{
+				Allowed:    true,
+				Limit:      g.lim,
+				Remaining:  int((g.tau - (newTAT - now)) / g.interval),
+				ResetAfter: time.Duration(newTAT - now),
+			}, nil
+		}
+	}
 }

@@ -198,8 +198,8 @@ func TestGCRAIdleKeysAreDroppedLazily(t *testing.T) {
 		}
 		require.Equal(t, 500, g.Len())
 		// After a Period and the 100ms the keys ran ahead, every key has been
-		// idle a full Period: each new key then drops up to two of them
-		// (reusing one's node), so the table shrinks while in use.
+		// idle a full Period: each new key then drops up to two of them,
+		// so the table shrinks while in use.
 		time.Sleep(1100 * time.Millisecond)
 		for i := range 500 {
 			_, err := g.AllowN(context.Background(), keyOf(1000+i), 1)

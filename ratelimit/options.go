@@ -17,7 +17,8 @@ type Options struct {
 	// Defaults to 100,000.
 	MaxKeys int
 	// Shards is the number of independently locked parts the key space is
-	// split into, a power of two. More shards means less lock contention.
+	// split into, a power of two. More shards means less lock contention
+	// (GCRA takes a shard's lock only for a new key).
 	// LRU order is kept per shard, not globally. Each shard costs about 300
 	// bytes when empty. Defaults to 64 × GOMAXPROCS rounded down to a power
 	// of two, at most 1024 and at most MaxKeys/8 (at least 1): with many

@@ -12,10 +12,23 @@ import (
 // limiter. Each shard is a mutex, an open-addressing index and an intrusive
 // list in approximately least-recently-used order (second chance, see
 // victim). The key is hashed once, with hash/maphash: the top bits pick the
-// shard and the low bits the index slot. A hit costs that hash, one lock, a
-// short linear probe comparing stored hashes before keys, and one flag
-// write, and allocates nothing. A miss allocates at most one node, and none
-// when it can recycle an evicted or idle key's.
+// shard and the low bits the index slot. A miss allocates at most one node;
+// for states kept under the shard lock, none when it can recycle an evicted
+// or idle key's.
+//
+// The index can be read without the lock (see find): its slots are atomic
+// and a grown index is published whole, and a node's key and hash never
+// change once it is published, except when a locked state's node is
+// recycled under the lock. So a limiter whose per-key state is itself
+// atomic (a [sharedState], such as GCRA's) finds a known key, marks it
+// used and updates it without taking any lock: the hash, a short probe
+// comparing stored hashes before keys, at most one flag write (none for a
+// key already marked) and its own compare-and-swap. Such nodes are never
+// recycled, because a reader may still hold one after it is dropped; a
+// dropped shared state is first made dead (see sharedState), so that such
+// a reader's update fails and it looks the key up again under the lock.
+// The other limiters lock the shard and use get, and their hit costs the
+// same probe and one lock.
 //
 // S is the per-key state; P its pointer type, which reports whether the
 // state has gone idle (carries no information any more) at a given time,
@@ -26,29 +39,47 @@ type table[S any, P state[S]] struct {
 	shift  uint // 64 − log2(shards): h >> shift is the shard
 	max    int64
 	grace  int64        // how long a key must have been idle before it is dropped
+	shared bool         // P is a sharedState: nodes are read without the lock
 	count  atomic.Int64 // keys held across all shards, never above max at rest
 	shards []shard[S]
 }
 
 type shard[S any] struct {
-	mu    sync.Mutex
-	slots []entry[S] // power-of-two length, at most 3/4 full
-	n     int
-	head  node[S]  // sentinel: head.next is the most recently used
-	_     [64]byte // keep neighbouring shards' locks off one cache line
+	idx atomic.Pointer[index[S]]
+	_   [56]byte // lock-free readers load idx: keep the lock's writes off its line
+	mu  sync.Mutex
+	n   int
+	// head is the list's sentinel: head.next is the most recently inserted
+	// or second-chanced node.
+	head node[S]
+	_    [64]byte // keep neighbouring shards' locks off one cache line
 }
 
+// index is one shard's open-addressing table, replaced whole when it
+// grows. Its slots are written under the shard lock and read with or
+// without it.
+type index[S any] struct {
+	slots []entry[S] // power-of-two length, at most 3/4 full
+	mask  uint64
+}
+
+// entry is one index slot. A writer stores hash before node; a lock-free
+// reader loads node, then hash, and confirms a match against the node's
+// own (immutable) hash and key, so a torn pair can only cost it a miss.
 type entry[S any] struct {
-	hash uint64
-	node *node[S] // nil: empty
+	hash atomic.Uint64
+	node atomic.Pointer[node[S]] // nil: empty
 }
 
 type node[S any] struct {
-	prev, next *node[S]
-	key        string
-	hash       uint64
-	used       bool // used since it was last put at the warm end
+	key  string
+	hash uint64
+	// used is the CLOCK reference bit: set by a hit since the node was
+	// last put at the warm end. Hits set it only when it is clear, so a hot
+	// key's hit writes nothing.
+	used       atomic.Bool
 	s          S
+	prev, next *node[S] // guarded by the shard lock
 }
 
 // state is what a per-key state type provides to the table.
@@ -62,20 +93,38 @@ type state[S any] interface {
 	reset(now int64)
 }
 
+// sharedState is a state updated without the shard lock, by atomic
+// operations on the state itself. The table makes a dropped shared state
+// dead, so that an update racing with the drop fails and can be retried
+// against the key's new state rather than being lost or counted twice.
+type sharedState interface {
+	// retire makes the state dead if it is idle at now, atomically with
+	// that check, and reports whether it did.
+	retire(now int64) bool
+	// kill makes the state dead whatever it holds.
+	kill()
+}
+
 func newTable[S any, P state[S]](o Options, grace time.Duration) *table[S, P] {
+	_, shared := any(P(nil)).(sharedState)
 	t := &table[S, P]{
 		grace:  int64(grace),
 		seed:   maphash.MakeSeed(),
 		shift:  uint(64 - bits.TrailingZeros(uint(o.Shards))),
 		max:    int64(o.MaxKeys),
+		shared: shared,
 		shards: make([]shard[S], o.Shards),
 	}
 	for i := range t.shards {
 		sh := &t.shards[i]
-		sh.slots = make([]entry[S], 8)
+		sh.idx.Store(newIndex[S](8))
 		sh.head.next, sh.head.prev = &sh.head, &sh.head
 	}
 	return t
+}
+
+func newIndex[S any](size int) *index[S] {
+	return &index[S]{slots: make([]entry[S], size), mask: uint64(size - 1)}
 }
 
 // shard returns the shard that owns key, and key's hash.
@@ -86,6 +135,12 @@ func (t *table[S, P]) shard(key string) (*shard[S], uint64) {
 
 // get returns key's state in sh, creating a zero state if it has none, and
 // marks it used (see victim). h is key's hash. sh.mu must be held.
+func (t *table[S, P]) get(sh *shard[S], h uint64, key string, now int64) *S {
+	return &t.node(sh, h, key, now).s
+}
+
+// node returns key's node in sh, creating one with a zero state if it has
+// none, and marks it used. sh.mu must be held.
 //
 // Creating a key first drops up to two keys from the cold end of the
 // shard's list that have been idle for at least the grace period (one
@@ -94,17 +149,17 @@ func (t *table[S, P]) shard(key string) (*shard[S], uint64) {
 // drops this shard's least recently used key, or, if this shard is empty,
 // another shard's (taken with TryLock, so no two shard locks are ever
 // waited for together). If every other shard is busy at that instant, the
-// new key's state is used for this one decision and not kept: the cap is
+// new key's node is used for this one decision and not kept: the cap is
 // never exceeded.
-func (t *table[S, P]) get(sh *shard[S], h uint64, key string, now int64) *S {
+func (t *table[S, P]) node(sh *shard[S], h uint64, key string, now int64) *node[S] {
 	if n := sh.find(h, key); n != nil {
-		n.used = true
-		return &n.s
+		n.mark()
+		return n
 	}
 	var n *node[S]
 	for range 2 {
 		old := sh.head.prev
-		if old == &sh.head || !P(&old.s).idle(now-t.grace) {
+		if old == &sh.head || !t.retire(old, now-t.grace) {
 			break
 		}
 		t.remove(sh, old)
@@ -116,27 +171,44 @@ func (t *table[S, P]) get(sh *shard[S], h uint64, key string, now int64) *S {
 		switch {
 		case sh.head.prev != &sh.head:
 			v := sh.victim()
-			t.remove(sh, v)
+			t.evict(sh, v)
 			if n == nil {
 				n = v
 			}
 		case !t.steal(sh):
 			t.count.Add(-1)
-			n = &node[S]{key: key}
-			return &n.s // used once, never stored
+			return &node[S]{key: key, hash: h} // used once, never stored
 		}
 	}
-	// Recycle a dropped node when there is one, so that a steady churn of
+	// Recycle a dropped node when that is safe, so that a steady churn of
 	// keys allocates nothing.
-	if n == nil {
+	if n == nil || t.shared {
 		n = &node[S]{}
 	} else {
 		P(&n.s).reset(now)
+		n.used.Store(false)
 	}
-	n.key, n.hash, n.used = key, h, false
+	n.key, n.hash = key, h
 	sh.insert(n)
 	sh.pushFront(n)
-	return &n.s
+	return n
+}
+
+// retire reports whether n's state is idle at now, and if so, for a
+// shared state, makes it dead in the same atomic step.
+func (t *table[S, P]) retire(n *node[S], now int64) bool {
+	if t.shared {
+		return any(P(&n.s)).(sharedState).retire(now)
+	}
+	return P(&n.s).idle(now)
+}
+
+// evict drops n, which is in sh, whatever its state holds.
+func (t *table[S, P]) evict(sh *shard[S], n *node[S]) {
+	if t.shared {
+		any(P(&n.s)).(sharedState).kill()
+	}
+	t.remove(sh, n)
 }
 
 // steal drops the least recently used key of some shard other than own.
@@ -147,7 +219,7 @@ func (t *table[S, P]) steal(own *shard[S]) bool {
 			continue
 		}
 		if sh.head.prev != &sh.head {
-			t.remove(sh, sh.victim())
+			t.evict(sh, sh.victim())
 			sh.mu.Unlock()
 			return true
 		}
@@ -177,7 +249,8 @@ func (t *table[S, P]) len() int {
 	return total
 }
 
-// remove drops n from sh, which must be locked.
+// remove drops n from sh, which must be locked. A shared state must be
+// dead already (see retire and evict).
 func (t *table[S, P]) remove(sh *shard[S], n *node[S]) {
 	n.unlink()
 	sh.delete(n)
@@ -185,62 +258,84 @@ func (t *table[S, P]) remove(sh *shard[S], n *node[S]) {
 }
 
 // find returns the node for key, or nil: a linear probe from h's slot,
-// comparing hashes first, up to the first empty slot.
+// comparing hashes first, up to the first empty slot. It needs no lock,
+// but without one it may miss a key that is being moved or added (the
+// caller then looks again under the lock), and what it finds may have
+// been dropped since.
 func (sh *shard[S]) find(h uint64, key string) *node[S] {
-	mask := uint64(len(sh.slots) - 1)
-	for i := h & mask; ; i = (i + 1) & mask {
-		s := &sh.slots[i]
-		if s.node == nil {
+	x := sh.idx.Load()
+	for i := h & x.mask; ; i = (i + 1) & x.mask {
+		e := &x.slots[i]
+		n := e.node.Load()
+		if n == nil {
 			return nil
 		}
-		if s.hash == h && s.node.key == key {
-			return s.node
+		if e.hash.Load() == h && n.hash == h && n.key == key {
+			return n
 		}
+	}
+}
+
+// mark sets n's reference bit, writing only if it is clear.
+func (n *node[S]) mark() {
+	if !n.used.Load() {
+		n.used.Store(true)
 	}
 }
 
 // insert indexes n, which is not in sh, growing the index past 3/4 full.
+// sh.mu must be held.
 func (sh *shard[S]) insert(n *node[S]) {
-	if (sh.n+1)*4 > len(sh.slots)*3 {
-		old := sh.slots
-		sh.slots = make([]entry[S], 2*len(old))
-		for _, s := range old {
-			if s.node != nil {
-				sh.place(s)
+	x := sh.idx.Load()
+	if (sh.n+1)*4 > len(x.slots)*3 {
+		old := x
+		x = newIndex[S](2 * len(old.slots))
+		for i := range old.slots {
+			if m := old.slots[i].node.Load(); m != nil {
+				x.place(m)
 			}
 		}
+		sh.idx.Store(x)
 	}
-	sh.place(entry[S]{hash: n.hash, node: n})
+	x.place(n)
 	sh.n++
 }
 
-func (sh *shard[S]) place(s entry[S]) {
-	mask := uint64(len(sh.slots) - 1)
-	i := s.hash & mask
-	for sh.slots[i].node != nil {
-		i = (i + 1) & mask
+func (x *index[S]) place(n *node[S]) {
+	i := n.hash & x.mask
+	for x.slots[i].node.Load() != nil {
+		i = (i + 1) & x.mask
 	}
-	sh.slots[i] = s
+	x.slots[i].hash.Store(n.hash)
+	x.slots[i].node.Store(n)
 }
 
 // delete unindexes n, which is in sh, shifting later entries of its probe
-// run back so that no tombstones are needed.
+// run back so that no tombstones are needed. sh.mu must be held. A
+// lock-free reader probing meanwhile may miss an entry being shifted, or
+// see one twice; it never finds a node under another key.
 func (sh *shard[S]) delete(n *node[S]) {
-	mask := uint64(len(sh.slots) - 1)
+	x := sh.idx.Load()
+	mask := x.mask
 	i := n.hash & mask
-	for sh.slots[i].node != n {
+	for x.slots[i].node.Load() != n {
 		i = (i + 1) & mask
 	}
-	for j := (i + 1) & mask; sh.slots[j].node != nil; j = (j + 1) & mask {
+	for j := (i + 1) & mask; ; j = (j + 1) & mask {
+		m := x.slots[j].node.Load()
+		if m == nil {
+			break
+		}
 		// The entry at j may move to the hole at i only if its home slot
 		// is not in the cyclic range (i, j].
-		home := sh.slots[j].hash & mask
+		home := m.hash & mask
 		if (j-home)&mask >= (j-i)&mask {
-			sh.slots[i] = sh.slots[j]
+			x.slots[i].hash.Store(m.hash)
+			x.slots[i].node.Store(m)
 			i = j
 		}
 	}
-	sh.slots[i] = entry[S]{}
+	x.slots[i].node.Store(nil)
 	sh.n--
 }
 
@@ -248,15 +343,16 @@ func (sh *shard[S]) delete(n *node[S]) {
 // empty. It is the second-chance (CLOCK) approximation of least recently
 // used: a hit only marks its node, so the hot path writes no list pointers,
 // and a marked node reaching the cold end is unmarked and moved back to the
-// warm end instead of being evicted. Each node is passed over at most once,
-// so this is O(1) amortised.
+// warm end instead of being evicted. Lock-free hits may mark nodes again
+// behind it, so after passing over every node twice it takes the cold end
+// whatever its mark: O(1) amortised, and O(keys in the shard) at worst.
 func (sh *shard[S]) victim() *node[S] {
-	for {
+	for steps := 0; ; steps++ {
 		n := sh.head.prev
-		if !n.used || n.prev == &sh.head {
+		if !n.used.Load() || n.prev == &sh.head || steps >= 2*sh.n {
 			return n
 		}
-		n.used = false
+		n.used.Store(false)
 		n.unlink()
 		sh.pushFront(n)
 	}

@@ -1,0 +1,132 @@
+package ratelimit
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestGCRAStateRetiresOnlyWhenIdle(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		tat     int64
+		now     int64
+		retired bool
+	}{
+		{"a TAT after now is kept", 101, 100, false},
+		{"a TAT at now is retired", 100, 100, true},
+		{"a TAT before now is retired", 5, 100, true},
+		{"a fresh state is retired", 0, 0, true},
+		{"a dead state stays dead", deadTAT, 100, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var s gcraState
+			s.tat.Store(tc.tat)
+			require.Equal(t, tc.retired, s.retire(tc.now))
+			if tc.retired {
+				require.Equal(t, int64(deadTAT), s.tat.Load())
+			} else {
+				require.Equal(t, tc.tat, s.tat.Load())
+			}
+		})
+	}
+	t.Run("kill makes any state dead", func(t *testing.T) {
+		var s gcraState
+		s.tat.Store(1 << 40)
+		s.kill()
+		require.Equal(t, int64(deadTAT), s.tat.Load())
+	})
+}
+
+// TestGCRAKnownKeyTakesNoLock decides for a known key while the test holds
+// the key's shard lock: the call must complete, and be counted.
+func TestGCRAKnownKeyTakesNoLock(t *testing.T) {
+	t.Parallel()
+	g, err := NewGCRA(Limit{Rate: 1, Period: time.Hour, Burst: 2}, Options{MaxKeys: 16, Shards: 1})
+	require.NoError(t, err)
+	ctx := context.Background()
+	res, err := g.AllowN(ctx, "k", 1)
+	require.NoError(t, err)
+	require.True(t, res.Allowed)
+
+	sh, _ := g.t.shard("k")
+	sh.mu.Lock()
+	done := make(chan Result, 1)
+	go func() {
+		res, err := g.AllowN(ctx, "k", 1)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- res
+	}()
+	select {
+	case res = <-done:
+	case <-time.After(10 * time.Second):
+		sh.mu.Unlock()
+		<-done
+		t.Fatal("AllowN on a known key waited for its shard's lock")
+	}
+	sh.mu.Unlock()
+	require.True(t, res.Allowed)
+	require.Equal(t, 0, res.Remaining)
+	res, err = g.AllowN(ctx, "k", 1)
+	require.NoError(t, err)
+	require.False(t, res.Allowed, "the lock-free admission was counted")
+}
+
+// TestGCRAIdleDropRacingAdmissionsCountsThemOnce makes a key idle, then
+// sends it a burst's worth and more of concurrent calls at one instant
+// while, in the same shard, new keys drop idle keys. Whether the calls land
+// on the key's old state before the drop or on its new state after it,
+// exactly Burst of them are admitted: a call that found the old state
+// just before it was dropped must not spend it and then also find a full
+// new one.
+func TestGCRAIdleDropRacingAdmissionsCountsThemOnce(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		lim := Limit{Rate: 4, Period: time.Second, Burst: 4}
+		ctx := context.Background()
+		for round := range 5000 {
+			g, err := NewGCRA(lim, Options{MaxKeys: 1024, Shards: 1})
+			require.NoError(t, err)
+			_, err = g.AllowN(ctx, "hot", 1)
+			require.NoError(t, err)
+			time.Sleep(3 * lim.Period) // idle for longer than the grace period
+			var admitted atomic.Int64
+			var start, wg sync.WaitGroup
+			start.Add(1)
+			for w := range 16 {
+				wg.Go(func() {
+					start.Wait()
+					if w%2 == 1 {
+						// A new key: drops the idle cold end of the shard.
+						_, err := g.AllowN(ctx, "new-"+strconv.Itoa(w), 1)
+						if err != nil {
+							t.Error(err)
+						}
+						return
+					}
+					for range 2 {
+						res, err := g.AllowN(ctx, "hot", 1)
+						if err != nil {
+							t.Error(err)
+						}
+						if res.Allowed {
+							admitted.Add(1)
+						}
+					}
+				})
+			}
+			start.Done()
+			wg.Wait()
+			require.Equal(t, int64(lim.Burst), admitted.Load(), "round %d", round)
+		}
+	})
+}
