@@ -173,7 +173,8 @@ func (c *Cache[K, V]) Get(key K) (V, bool) {
 
 // Set stores value under key with the cache's TTL (shortened by Jitter),
 // replacing any entry, and evicts one entry of the same shard when it is
-// full. A load of key in flight when Set is called still answers its
+// full. A key not equal to itself (a NaN, or a value holding one) could
+// never be found, so Set ignores it. A load of key in flight when Set is called still answers its
 // waiters, but its result no longer replaces value.
 func (c *Cache[K, V]) Set(key K, value V) {
 	c.set(key, value, c.ttl)
@@ -186,6 +187,9 @@ func (c *Cache[K, V]) SetWithTTL(key K, value V, ttl time.Duration) {
 }
 
 func (c *Cache[K, V]) set(key K, value V, ttl int64) {
+	if key != key {
+		return // a NaN key could never be found: storing it would only evict
+	}
 	h, s := c.locate(key)
 	var ev evictions[K, V]
 	s.mu.Lock()

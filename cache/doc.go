@@ -23,6 +23,12 @@
 // MaxEntries, but one holding a fixed set of MaxEntries keys may have
 // evicted a few percent of them. Size MaxEntries with that in mind.
 //
+// Keys follow the rules of Go map keys: an interface-typed key holding a
+// value that cannot be compared (a slice, a map, a func) panics, as it
+// does in a map. A key not equal to itself (a floating-point NaN, or a
+// value holding one) could never be found again, so Set ignores it and
+// GetOrLoad and GetOrLoadMany return [ErrKeyNotComparable].
+//
 // # Why this engine
 //
 // An exact LRU (hashicorp/golang-lru's simplelru, or a list under a

@@ -42,3 +42,8 @@ func (e *PanicError) Unwrap() error {
 // loader ended its goroutine without returning or panicking, as
 // runtime.Goexit (and so t.FailNow in a test) does.
 var ErrLoaderExited = errors.New("cache: loader exited its goroutine without returning")
+
+// ErrKeyNotComparable is returned by [Cache.GetOrLoad] and
+// [Cache.GetOrLoadMany] for a key that is not equal to itself, such as a
+// floating-point NaN or a value holding one: it could never be found again.
+var ErrKeyNotComparable = errors.New("cache: key is not equal to itself (NaN)")

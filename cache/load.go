@@ -123,7 +123,8 @@ func classify[K comparable, V any](e *entry[K, V], t *int64) hit {
 // of the error. With RefreshAfter, a hit older than that is returned at once
 // and reloaded in the background, once per key, through loader.
 //
-// A nil ctx or loader is an error. A miss after Close is [ErrClosed].
+// A nil ctx or loader is an error, and so is a key not equal to itself
+// ([ErrKeyNotComparable]). A miss after Close is [ErrClosed].
 func (c *Cache[K, V]) GetOrLoad(ctx context.Context, key K, loader Loader[K, V]) (V, error) {
 	var zero V
 	if ctx == nil {
@@ -153,6 +154,12 @@ func (c *Cache[K, V]) GetOrLoad(ctx context.Context, key K, loader Loader[K, V])
 		if err := ctx.Err(); err != nil {
 			c.miss(h)
 			return zero, err
+		}
+		if key != key {
+			// A NaN key: its load could never be shared, stored or even
+			// removed from the map of loads in flight.
+			c.miss(h)
+			return zero, ErrKeyNotComparable
 		}
 		s.mu.Lock()
 		t = 0

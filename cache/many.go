@@ -19,13 +19,19 @@ import (
 // first, GetOrLoadMany returns ctx.Err() at once and the load carries on
 // for any other waiters. GetOrLoadMany does not start background refreshes;
 // a hit due for one is served as it is. Duplicate keys are looked up once.
-// A nil ctx or bulk is an error; a miss after Close is [ErrClosed].
+// A nil ctx or bulk is an error, and so is any key not equal to itself
+// ([ErrKeyNotComparable]); a miss after Close is [ErrClosed].
 func (c *Cache[K, V]) GetOrLoadMany(ctx context.Context, keys []K, bulk BulkLoader[K, V]) (map[K]V, error) {
 	if ctx == nil {
 		return nil, errNilContext
 	}
 	if bulk == nil {
 		return nil, errors.New("cache: nil bulk loader")
+	}
+	for _, key := range keys {
+		if key != key {
+			return nil, ErrKeyNotComparable
+		}
 	}
 	out := make(map[K]V, len(keys))
 	var firstErr error

@@ -2,9 +2,11 @@ package cache_test
 
 import (
 	"context"
+	"math"
 	"runtime"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -40,4 +42,68 @@ func TestLoaderThatExitsItsGoroutineFailsItsWaiters(t *testing.T) {
 		require.Equal(t, uint64(3), st.Loads)
 		require.Equal(t, uint64(2), st.LoadErrors)
 	})
+}
+
+// A key not equal to itself (a NaN, alone or in an interface) could never
+// be found again: storing it would only evict real entries, and a load of
+// it could never be shared or forgotten. Such a key is refused.
+func TestKeysNotEqualToThemselvesAreRefused(t *testing.T) {
+	load := func(context.Context, any) (int, error) { return 1, nil }
+	bulk := func(_ context.Context, keys []any) (map[any]int, error) {
+		m := map[any]int{}
+		for _, k := range keys {
+			m[k] = 1
+		}
+		return m, nil
+	}
+	tests := []struct {
+		name string
+		key  any
+	}{
+		{"float NaN", math.NaN()},
+		{"NaN inside a struct", struct{ F float64 }{math.NaN()}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newCache(t, cache.Options[any, int]{MaxEntries: 64})
+			defer c.Close()
+			for i := range 64 {
+				c.Set(i, i)
+			}
+			for range 100 {
+				c.Set(tt.key, 1)
+				c.SetWithTTL(tt.key, 1, time.Minute)
+			}
+			require.Equal(t, 64, c.Len(), "a NaN key is not stored")
+			for i := range 64 {
+				_, ok := c.Get(i)
+				require.True(t, ok, "no entry was evicted for a NaN key")
+			}
+			_, err := c.GetOrLoad(context.Background(), tt.key, load)
+			require.ErrorIs(t, err, cache.ErrKeyNotComparable)
+			_, err = c.GetOrLoadMany(context.Background(), []any{1, tt.key}, bulk)
+			require.ErrorIs(t, err, cache.ErrKeyNotComparable)
+		})
+	}
+}
+
+// The zero value of K is an ordinary key, also when its hash is that of
+// the shard's tombstone.
+func TestZeroKeyIsAnOrdinaryKey(t *testing.T) {
+	c := newCache(t, cache.Options[string, int]{MaxEntries: 64})
+	defer c.Close()
+	_, ok := c.Get("")
+	require.False(t, ok)
+	c.Set("", 1)
+	v, ok := c.Get("")
+	require.True(t, ok)
+	require.Equal(t, 1, v)
+	require.True(t, c.Delete(""))
+	_, ok = c.Get("")
+	require.False(t, ok)
+	require.False(t, c.Delete(""))
+	v, err := c.GetOrLoad(context.Background(), "", func(context.Context, string) (int, error) { return 2, nil })
+	require.NoError(t, err)
+	require.Equal(t, 2, v)
+	require.Equal(t, 1, c.Len())
 }
