@@ -14,8 +14,9 @@ import (
 // a ClaimToken that no other claim of that task shares (not the attempt
 // number, which Release gives back). Methods that take an id and a claim
 // token change a task only while that claim holds it (status running, same
-// token) and otherwise return ErrLeaseLost, so a late or duplicate update
-// from a lapsed claim never overwrites newer state. A store that records a
+// token) and otherwise return ErrLeaseLost (ErrNotFound for an id the
+// store does not hold), so a late or duplicate update from a lapsed claim
+// never overwrites newer state. A store that records a
 // cancel request for a running task (see Cancel) turns that claim's Finish,
 // Retry and Release into a cancellation.
 //
@@ -29,7 +30,9 @@ type Store interface {
 	// UniqueKey, Payload and Timeout. When t.UniqueKey is not empty and a
 	// pending or running task holds that key, Insert stores nothing and
 	// returns that task with inserted false. A store that is full returns
-	// ErrQueueFull. The store may keep t.Payload without copying it; the
+	// ErrQueueFull. An id the store already holds is an error, and the
+	// task holding it is left alone. Concurrent Inserts of one UniqueKey,
+	// from any number of processes, store one task. The store may keep t.Payload without copying it; the
 	// Infos it returns, here and from every other method, share no bytes
 	// with what it holds.
 	Insert(ctx context.Context, t Task) (info Info, inserted bool, err error)

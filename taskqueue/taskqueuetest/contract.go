@@ -21,6 +21,8 @@ func init() {
 		behaviour{"store: Release refunds the attempt, Retry schedules it", storeReleaseRetry},
 		behaviour{"store: a cancel request wins over the attempt's outcome", storeCancelRequest},
 		behaviour{"store: DeleteFinishedBefore deletes only tasks finished before the cutoff", storeDelete},
+		behaviour{"store: a Cancel racing a Finish agrees with it on one ending", storeCancelRacesFinish},
+		behaviour{"store: unknown ids are ErrNotFound and a duplicate id is refused", storeUnknownAndDuplicate},
 	)
 }
 
@@ -270,4 +272,74 @@ func storeDelete(t *testing.T, newStore func(*testing.T) taskqueue.Store) {
 	st, err := b.store.Stats(ctx)
 	require.NoError(t, err)
 	require.Equal(t, taskqueue.Stats{Pending: 1}, st)
+}
+
+func storeCancelRacesFinish(t *testing.T, newStore func(*testing.T) taskqueue.Store) {
+	b := idle(t, newStore)
+	ctx := context.Background()
+	endings := map[taskqueue.Status]int{}
+	for range 100 {
+		b.submit("a", Payload{})
+		task := claim(t, b.store)
+		var (
+			canceled       taskqueue.Info
+			cancelErr      error
+			finished       taskqueue.Info
+			finishErr      error
+			cancelReturned = make(chan struct{})
+		)
+		go func() {
+			defer close(cancelReturned)
+			canceled, cancelErr = b.store.Cancel(ctx, task.ID)
+		}()
+		finished, finishErr = b.store.Finish(ctx, task.ID, task.ClaimToken, taskqueue.Outcome{Status: taskqueue.StatusSucceeded, Result: json.RawMessage(`1`)})
+		<-cancelReturned
+		require.NoError(t, finishErr)
+		switch finished.Status {
+		case taskqueue.StatusCanceled: // the cancel was recorded first and won
+			require.NoError(t, cancelErr)
+			require.Equal(t, taskqueue.StatusRunning, canceled.Status)
+			require.Empty(t, finished.Result)
+		case taskqueue.StatusSucceeded: // the task ended first: the cancel is a no-op
+			require.ErrorIs(t, cancelErr, taskqueue.ErrFinished)
+			require.Equal(t, taskqueue.StatusSucceeded, canceled.Status)
+		default:
+			t.Fatalf("Finish ended the task %s", finished.Status)
+		}
+		got, err := b.store.Get(ctx, task.ID)
+		require.NoError(t, err)
+		require.Equal(t, finished, got, "the store holds the ending Finish reported")
+		endings[got.Status]++
+	}
+	t.Logf("endings: %v", endings)
+	st, err := b.store.Stats(ctx)
+	require.NoError(t, err)
+	require.Equal(t, taskqueue.Stats{Succeeded: endings[taskqueue.StatusSucceeded], Canceled: endings[taskqueue.StatusCanceled]}, st)
+}
+
+func storeUnknownAndDuplicate(t *testing.T, newStore func(*testing.T) taskqueue.Store) {
+	b := idle(t, newStore)
+	ctx := context.Background()
+	const unknown = "0000000000000000000000000z"
+	_, err := b.store.Get(ctx, unknown)
+	require.ErrorIs(t, err, taskqueue.ErrNotFound)
+	_, err = b.store.Finish(ctx, unknown, 1, taskqueue.Outcome{Status: taskqueue.StatusSucceeded})
+	require.ErrorIs(t, err, taskqueue.ErrNotFound)
+	_, err = b.store.Retry(ctx, unknown, 1, 0, "x")
+	require.ErrorIs(t, err, taskqueue.ErrNotFound)
+	_, err = b.store.Release(ctx, unknown, 1)
+	require.ErrorIs(t, err, taskqueue.ErrNotFound)
+	require.ErrorIs(t, b.store.Progress(ctx, unknown, 1, taskqueue.Progress{Percent: 1}), taskqueue.ErrNotFound)
+	_, err = b.store.Heartbeat(ctx, unknown, 1)
+	require.ErrorIs(t, err, taskqueue.ErrNotFound)
+
+	info := b.submit("a", Payload{N: 1})
+	dup := taskqueue.Task{Info: taskqueue.Info{ID: info.ID, Kind: "b", MaxAttempts: 1}, Payload: json.RawMessage(`{"n":2}`)}
+	_, inserted, err := b.store.Insert(ctx, dup)
+	require.Error(t, err, "a duplicate id is refused")
+	require.False(t, inserted)
+	task := claim(t, b.store)
+	require.Equal(t, "a", task.Kind, "the first task is untouched")
+	require.JSONEq(t, `{"n":1}`, string(task.Payload))
+	claimNone(t, b.store)
 }

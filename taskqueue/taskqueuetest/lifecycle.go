@@ -34,6 +34,8 @@ func init() {
 		behaviour{"progress is recorded, validated and coalesced per interval", progress},
 		behaviour{"every task runs exactly once across many workers", exactlyOnce},
 		behaviour{"Runners sharing a store each run only their own kinds", sharedKinds},
+		behaviour{"Runners of one kind sharing a store run each task exactly once", sharedClaims},
+		behaviour{"a unique key holds under concurrent submits from several Runners, through retries, until the task ends", uniqueKeyRaces},
 	)
 }
 
@@ -485,4 +487,116 @@ func sharedKinds(t *testing.T, newStore func(*testing.T) taskqueue.Store) {
 	}
 	require.Equal(t, int32(20), aRuns.Load())
 	require.Equal(t, int32(20), bRuns.Load())
+}
+
+// twoRunners makes two Runners of the same kinds over one store, as two
+// processes sharing a durable store are.
+func twoRunners(t *testing.T, newStore func(*testing.T) taskqueue.Store, opts taskqueue.Options, register func(r *taskqueue.Runner)) (*bundle, *bundle) {
+	store := newStore(t)
+	same := func(*testing.T) taskqueue.Store { return store }
+	return newBundle(t, same, opts, register), newBundle(t, same, opts, register)
+}
+
+func sharedClaims(t *testing.T, newStore func(*testing.T) taskqueue.Store) {
+	const n = 300
+	var runs [n]atomic.Int32
+	var ranOn [2]atomic.Int32
+	register := func(which int) func(r *taskqueue.Runner) {
+		return func(r *taskqueue.Runner) {
+			handle(t, r, "count", func(ctx context.Context, job *taskqueue.Job, p Payload) (Result, error) {
+				runs[p.N].Add(1)
+				ranOn[which].Add(1)
+				time.Sleep(time.Duration(p.N%3) * time.Millisecond)
+				return Result{Double: 2 * p.N}, nil
+			})
+		}
+	}
+	store := newStore(t)
+	same := func(*testing.T) taskqueue.Store { return store }
+	// PollInterval: a Runner's Wait sees tasks finished by the other.
+	opts := taskqueue.Options{Workers: 4, PollInterval: time.Second}
+	a := newBundle(t, same, opts, register(0)).start()
+	bb := newBundle(t, same, opts, register(1)).start()
+	ids := make([]string, n)
+	for i := range n {
+		submitter := a
+		if i%2 == 1 {
+			submitter = bb
+		}
+		ids[i] = submitter.submit("count", Payload{N: i}).ID
+	}
+	for i, id := range ids {
+		require.Equal(t, taskqueue.StatusSucceeded, a.wait(id).Status)
+		require.Equal(t, int32(1), runs[i].Load(), "task %d ran once", i)
+	}
+	require.Equal(t, int32(n), ranOn[0].Load()+ranOn[1].Load())
+	require.NotZero(t, ranOn[0].Load(), "both Runners claimed work")
+	require.NotZero(t, ranOn[1].Load(), "both Runners claimed work")
+}
+
+func uniqueKeyRaces(t *testing.T, newStore func(*testing.T) taskqueue.Store) {
+	release := make(chan struct{})
+	register := func(r *taskqueue.Runner) {
+		handle(t, r, "keyed", func(ctx context.Context, job *taskqueue.Job, p Payload) (Result, error) {
+			if job.Attempt() == 1 {
+				return Result{}, errBoom
+			}
+			<-release
+			return Result{Double: 2 * p.N}, nil
+		})
+	}
+	opts := taskqueue.Options{MaxAttempts: 2, PollInterval: time.Second, Backoff: func(int) time.Duration { return time.Minute }}
+	a, bb := twoRunners(t, newStore, opts, register)
+
+	// Many submits of one key at once, through both Runners: one task.
+	const submits = 40
+	got := make(chan string, submits)
+	for i := range submits {
+		go func() {
+			r := a.r
+			if i%2 == 1 {
+				r = bb.r
+			}
+			info, err := r.Submit(context.Background(), "keyed", Payload{N: i}, taskqueue.UniqueKey("k"))
+			if err != nil {
+				t.Error(err)
+				got <- ""
+				return
+			}
+			got <- info.ID
+		}()
+	}
+	var id string
+	for range submits {
+		g := <-got
+		if id == "" {
+			id = g
+		}
+		require.Equal(t, id, g, "every submit got the one task")
+	}
+	st, err := a.r.Stats(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, taskqueue.Stats{Pending: 1}, st)
+
+	// A task waiting to retry still holds its key.
+	a.start()
+	bb.start()
+	synctest.Wait()
+	retrying := a.get(id)
+	require.Equal(t, taskqueue.StatusPending, retrying.Status)
+	require.Equal(t, 1, retrying.Attempt)
+	require.Equal(t, id, bb.submit("keyed", Payload{}, taskqueue.UniqueKey("k")).ID, "held while waiting to retry")
+	time.Sleep(time.Minute)
+	synctest.Wait()
+	require.Equal(t, taskqueue.StatusRunning, a.get(id).Status)
+	require.Equal(t, id, bb.submit("keyed", Payload{}, taskqueue.UniqueKey("k")).ID, "held while the retry runs")
+	close(release)
+	require.Equal(t, taskqueue.StatusSucceeded, a.wait(id).Status)
+
+	// A cancelled task frees its key too.
+	next := a.submit("keyed", Payload{}, taskqueue.UniqueKey("k"), taskqueue.Delay(time.Hour))
+	require.NotEqual(t, id, next.ID, "free once the task succeeded")
+	require.NoError(t, bb.r.Cancel(context.Background(), next.ID))
+	last := bb.submit("keyed", Payload{}, taskqueue.UniqueKey("k"), taskqueue.Delay(time.Hour))
+	require.NotEqual(t, next.ID, last.ID, "free once the task was cancelled")
 }

@@ -17,9 +17,13 @@
 // panics and timeouts as failed attempts, delays, unique keys, cancellation
 // of pending, running and finished tasks, keyset-paged listing with filters,
 // retention, shutdown with pending and interrupted tasks, Wait and
-// Subscribe, concurrent workers, stores shared by Runners of different
-// kinds, and the store contract itself (stale attempts are ErrLeaseLost,
-// releases refund the attempt, cancel requests win over outcomes).
+// Subscribe, bounded error texts, concurrent workers, stores shared by
+// Runners of different kinds and of the same kind (each task claimed once,
+// a unique key held once across Runners submitting at the same moment),
+// and the store contract itself (stale attempts are ErrLeaseLost, unknown
+// ids ErrNotFound, releases refund the attempt, cancel requests win over
+// outcomes, a Cancel racing a Finish agrees with it, a delayed task wakes
+// a Claim of its kind, returned Infos share no bytes with the store).
 //
 // # Time
 //
