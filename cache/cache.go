@@ -30,6 +30,8 @@ type Cache[K comparable, V any] struct {
 	negativeTTL  int64
 	loadTimeout  time.Duration
 	onEvict      func(K, V, EvictReason)
+	maxRefreshes int64
+	inRefresh    atomic.Int64 // background refreshes running
 
 	counters counters
 
@@ -69,6 +71,10 @@ func New[K comparable, V any](opts Options[K, V]) (*Cache[K, V], error) {
 		negativeTTL:  int64(opts.NegativeTTL),
 		loadTimeout:  opts.LoadTimeout,
 		onEvict:      opts.OnEvict,
+		maxRefreshes: int64(opts.MaxRefreshes),
+	}
+	if c.maxRefreshes == 0 {
+		c.maxRefreshes = DefaultMaxRefreshes
 	}
 	// Split maxEntries exactly, so that the sum of the shard bounds is the
 	// cache's bound.

@@ -85,8 +85,11 @@
 // # Goroutines and Close
 //
 // Goroutines exist only while a load or refresh runs: at most one per key in
-// flight, so their number is bounded by the number of distinct keys being
-// missed at once. [Cache.Close] cancels them and waits for them to return.
+// flight. Foreground loads are bounded by the callers waiting for them;
+// background refreshes, which no caller waits for, by Options.MaxRefreshes
+// ([DefaultMaxRefreshes] at once; a refresh over the bound is skipped and
+// counted, and a later hit starts it). [Cache.Close] cancels them and waits
+// for them to return.
 //
 // # Statistics
 //

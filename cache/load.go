@@ -215,8 +215,20 @@ func (c *Cache[K, V]) wait(ctx context.Context, cl *call[V]) (V, error) {
 	}
 }
 
-// refresh starts a background reload of key unless a load is in flight.
+// refresh starts a background reload of key unless a load is in flight or
+// MaxRefreshes are running.
 func (c *Cache[K, V]) refresh(ctx context.Context, s *shard[K, V], key K, h uint64, e *entry[K, V], loader Loader[K, V]) {
+	if !c.acquireRefresh() {
+		c.counters.refreshesSkipped.Add(1)
+		e.refreshing.Store(false) // a later hit tries again
+		return
+	}
+	started := false
+	defer func() {
+		if !started {
+			c.inRefresh.Add(-1)
+		}
+	}()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.find(key, h) != e {
@@ -231,14 +243,30 @@ func (c *Cache[K, V]) refresh(ctx context.Context, s *shard[K, V], key K, h uint
 	}
 	f, lctx, release := c.newFlight(ctx, 0, true)
 	cl := &call[V]{f: f}
-	err := c.goTracked(func() { c.runLoad(s, key, h, cl, lctx, release, loader) })
+	done := func() { release(); c.inRefresh.Add(-1) }
+	err := c.goTracked(func() { c.runLoad(s, key, h, cl, lctx, done, loader) })
 	if err != nil {
 		release()
 		e.refreshing.Store(false)
 		return
 	}
+	started = true
 	c.counters.refreshes.Add(1)
 	s.calls[key] = cl
+}
+
+// acquireRefresh takes one of the MaxRefreshes slots, or reports false
+// when all are taken.
+func (c *Cache[K, V]) acquireRefresh() bool {
+	for {
+		n := c.inRefresh.Load()
+		if n >= c.maxRefreshes {
+			return false
+		}
+		if c.inRefresh.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
 }
 
 // runLoad runs loader for cl's flight on its own goroutine and settles

@@ -8,6 +8,9 @@ import (
 // DefaultMaxEntries is the bound used when Options.MaxEntries is zero.
 const DefaultMaxEntries = 10_000
 
+// DefaultMaxRefreshes is the bound used when Options.MaxRefreshes is zero.
+const DefaultMaxRefreshes = 64
+
 // EvictReason says why an entry left the cache; it is passed to Options.OnEvict.
 type EvictReason uint8
 
@@ -52,6 +55,11 @@ type Options[K comparable, V any] struct {
 	// (stale-while-revalidate). It must be less than TTL when TTL is set.
 	// Defaults to 0 (no refresh).
 	RefreshAfter time.Duration
+	// MaxRefreshes bounds the background reloads of RefreshAfter that run
+	// at once, across all keys; a hit due for a refresh while that many run
+	// is served as it is, counted in Stats.RefreshesSkipped, and a later
+	// hit starts the refresh. Defaults to [DefaultMaxRefreshes].
+	MaxRefreshes int
 	// StaleIfError, when positive, keeps an expired entry for this long past
 	// its TTL: if the load that should replace it fails, GetOrLoad returns
 	// the stale value instead of the error. Defaults to 0.
@@ -85,6 +93,8 @@ func (o *Options[K, V]) validate() error {
 		return errors.New("cache: RefreshAfter must not be negative")
 	case o.TTL > 0 && o.RefreshAfter >= o.TTL:
 		return errors.New("cache: RefreshAfter must be less than TTL")
+	case o.MaxRefreshes < 0:
+		return errors.New("cache: MaxRefreshes must not be negative")
 	case o.StaleIfError < 0:
 		return errors.New("cache: StaleIfError must not be negative")
 	case o.NegativeTTL < 0:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -106,4 +107,65 @@ func TestZeroKeyIsAnOrdinaryKey(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 2, v)
 	require.Equal(t, 1, c.Len())
+}
+
+// Background refreshes run at most MaxRefreshes at a time: one caller
+// walking many keys due for a refresh cannot start a goroutine and a
+// loader call for each of them. A refresh over the bound is skipped, the
+// value is served as it is, and a later hit starts it.
+func TestBackgroundRefreshesAreBounded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCache(t, cache.Options[int, int]{RefreshAfter: time.Second, MaxRefreshes: 2})
+		defer c.Close()
+		ctx := context.Background()
+		for k := range 5 {
+			_, err := c.GetOrLoad(ctx, k, func(context.Context, int) (int, error) { return 0, nil })
+			require.NoError(t, err)
+		}
+		time.Sleep(2 * time.Second)
+		var running, ran atomic.Int32
+		unblock := make(chan struct{})
+		reload := func(_ context.Context, k int) (int, error) {
+			running.Add(1)
+			defer running.Add(-1)
+			<-unblock
+			ran.Add(1)
+			return 1, nil
+		}
+		for k := range 5 {
+			v, err := c.GetOrLoad(ctx, k, reload)
+			require.NoError(t, err)
+			require.Zero(t, v, "the due value is served at once")
+		}
+		synctest.Wait()
+		require.Equal(t, int32(2), running.Load(), "no more than MaxRefreshes reloads run")
+		st := c.Stats()
+		require.Equal(t, uint64(2), st.Refreshes)
+		require.Equal(t, uint64(3), st.RefreshesSkipped)
+
+		close(unblock)
+		synctest.Wait()
+		require.Equal(t, int32(2), ran.Load())
+		// Three keys are still due and two slots are free: two rounds of
+		// hits refresh them all.
+		for range 2 {
+			for k := range 5 {
+				_, err := c.GetOrLoad(ctx, k, reload)
+				require.NoError(t, err)
+			}
+			synctest.Wait()
+		}
+		require.Equal(t, int32(5), ran.Load(), "the skipped refreshes ran on a later hit")
+		require.Equal(t, uint64(5), c.Stats().Refreshes)
+		for k := range 5 {
+			v, ok := c.Get(k)
+			require.True(t, ok)
+			require.Equal(t, 1, v)
+		}
+	})
+}
+
+func TestNewRejectsNegativeMaxRefreshes(t *testing.T) {
+	_, err := cache.New(cache.Options[int, int]{MaxRefreshes: -1})
+	require.ErrorContains(t, err, "cache: MaxRefreshes must not be negative")
 }

@@ -21,6 +21,9 @@ type Stats struct {
 	StaleServed uint64
 	// Refreshes counts background reloads started by RefreshAfter.
 	Refreshes uint64
+	// RefreshesSkipped counts refreshes not started because MaxRefreshes
+	// were running.
+	RefreshesSkipped uint64
 	// Evictions counts entries removed to make room.
 	Evictions uint64
 	// Expirations counts entries removed because they had expired.
@@ -39,7 +42,8 @@ func (s Stats) HitRatio() float64 {
 // counters holds the cold-path counters; hits and misses live in stripes.
 type counters struct {
 	loads, loadErrors, coalesced, staleServed atomic.Uint64
-	refreshes, evictions, expirations         atomic.Uint64
+	refreshes, refreshesSkipped               atomic.Uint64
+	evictions, expirations                    atomic.Uint64
 }
 
 func (c *counters) count(r EvictReason) {
@@ -63,6 +67,7 @@ func (c *Cache[K, V]) Stats() Stats {
 	st.Coalesced = c.counters.coalesced.Load()
 	st.StaleServed = c.counters.staleServed.Load()
 	st.Refreshes = c.counters.refreshes.Load()
+	st.RefreshesSkipped = c.counters.refreshesSkipped.Load()
 	st.Evictions = c.counters.evictions.Load()
 	st.Expirations = c.counters.expirations.Load()
 	return st
