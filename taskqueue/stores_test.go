@@ -3,6 +3,7 @@ package taskqueue_test
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -378,5 +379,31 @@ func TestShutdownDoesNotCountACanceledTaskAsInterrupted(t *testing.T) {
 		require.Equal(t, &taskqueue.ShutdownError{Err: context.DeadlineExceeded}, se,
 			"the task ended canceled: nothing pending, nothing interrupted")
 		require.Equal(t, taskqueue.StatusCanceled, (<-finished).Status)
+	})
+}
+
+func TestHandlerGoexitIsAFailedAttemptAndTheWorkerLivesOn(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r, err := taskqueue.New(taskqueue.Options{Workers: 1, MaxAttempts: 2, Backoff: func(int) time.Duration { return time.Second }})
+		require.NoError(t, err)
+		require.NoError(t, taskqueue.Handle(r, "exits", func(ctx context.Context, job *taskqueue.Job, _ int) (int, error) {
+			if job.Attempt() == 1 {
+				runtime.Goexit() // as t.FailNow does in a test's handler
+			}
+			return 2, nil
+		}))
+		require.NoError(t, r.Start(context.Background()))
+		info, err := r.Submit(context.Background(), "exits", 0)
+		require.NoError(t, err)
+		synctest.Wait()
+		between, err := r.Get(context.Background(), info.ID)
+		require.NoError(t, err)
+		require.Equal(t, taskqueue.StatusPending, between.Status, "a failed attempt, retried")
+		require.Equal(t, "taskqueue: handler called runtime.Goexit", between.Error)
+		done, err := r.Wait(context.Background(), info.ID)
+		require.NoError(t, err)
+		require.Equal(t, taskqueue.StatusSucceeded, done.Status, "the one worker was replaced and ran the retry")
+		require.Equal(t, 2, done.Attempt)
+		require.NoError(t, r.Shutdown(context.Background()))
 	})
 }

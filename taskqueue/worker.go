@@ -15,9 +15,18 @@ import (
 // before it tries again.
 const storeRetryDelay = 100 * time.Millisecond
 
-// work is one worker: it claims tasks until claims ends.
+// work is one worker: it claims tasks until claims ends. A handler that
+// calls runtime.Goexit ends the worker's goroutine; work then starts a
+// replacement, so the pool keeps its size.
 func (r *Runner) work(i int, claims, all context.Context) {
-	defer r.wg.Done()
+	returned := false
+	defer func() {
+		if !returned {
+			r.wg.Add(1)
+			go r.work(i, claims, all)
+		}
+		r.wg.Done()
+	}()
 	// Tasks' ctxs carry all's values but are not registered with it: the
 	// Runner cancels the running ones itself when all ends (see Start), so
 	// a task costs no registration in a ctx shared by every worker.
@@ -26,6 +35,7 @@ func (r *Runner) work(i int, claims, all context.Context) {
 		t, err := r.store.Claim(claims, r.kinds)
 		if err != nil {
 			if claims.Err() != nil {
+				returned = true
 				return
 			}
 			r.opts.Logger.Error("taskqueue: claim", "err", err)
@@ -34,6 +44,7 @@ func (r *Runner) work(i int, claims, all context.Context) {
 			case <-tm.C:
 			case <-claims.Done():
 				tm.Stop()
+				returned = true
 				return
 			}
 			continue
@@ -90,10 +101,25 @@ func (r *Runner) run(i int, t *Task, wctx, all context.Context) {
 	if h == nil { // a store shared with a Runner that has other kinds
 		err = Permanent(fmt.Errorf("%w: %q", ErrUnknownKind, t.Kind))
 	} else {
+		returned := false
+		defer func() {
+			if !returned {
+				r.conclude(i, t, job, ctx, all, nil, errGoexit)
+			}
+		}()
 		res, err = call(ctx, h, job, t.Payload)
+		returned = true
 	}
-	job.end()
+	r.conclude(i, t, job, ctx, all, res, err)
+}
 
+// errGoexit fails an attempt whose handler called runtime.Goexit.
+var errGoexit = errors.New("taskqueue: handler called runtime.Goexit")
+
+// conclude ends an attempt: it stops the Job, records the outcome, frees
+// the worker's slot and tells subscribers and OnFinish.
+func (r *Runner) conclude(i int, t *Task, job *Job, ctx, all context.Context, res json.RawMessage, err error) {
+	job.end()
 	info, serr := r.record(t, ctx, all, res, err)
 	r.mu.Lock()
 	r.slots[i] = runSlot{}
