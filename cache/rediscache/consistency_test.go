@@ -182,3 +182,51 @@ func TestResubscribeAfterACutDropsLocalCopies(t *testing.T) {
 	require.ErrorIs(t, subscribeErrs[0], rediscache.ErrResubscribed)
 	require.Positive(t, b.Stats().Errors)
 }
+
+// A Redis that answers slowly must not eat the caller's deadline: with
+// RedisTimeout (and a client whose ContextTimeoutEnabled lets go-redis
+// honour it), a lookup gives up on Redis after RedisTimeout, counts the
+// error and is served by the loader.
+func TestSlowRedisFallsBackToTheLoaderAfterRedisTimeout(t *testing.T) {
+	client, ns := setup(t)
+	proxy, err := faultproxy.New(client.Options().Addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = proxy.Close() })
+	opts := *client.Options()
+	opts.Addr = proxy.Addr()
+	opts.ContextTimeoutEnabled = true
+	opts.MaxRetries = -1
+	proxied := redis.NewClient(&opts)
+	t.Cleanup(func() { _ = proxied.Close() })
+
+	var mu sync.Mutex
+	errOps := map[string]int{}
+	c := newTier(t, rediscache.Options[int, user]{Client: proxied, Namespace: ns, TTL: time.Minute,
+		RedisTimeout: 50 * time.Millisecond,
+		OnError:      func(op string, err error) { mu.Lock(); errOps[op]++; mu.Unlock() }})
+	require.NoError(t, proxied.Ping(context.Background()).Err())
+	require.NoError(t, proxy.SetDelay(2*time.Second))
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	start := time.Now()
+	u, err := c.GetOrLoad(ctx, 3, constLoader("from the loader"))
+	elapsed := time.Since(start)
+	require.NoError(t, err, "a slow Redis does not fail a read the loader can serve")
+	require.Equal(t, "from the loader", u.Name)
+	require.Less(t, elapsed, time.Second)
+	mu.Lock()
+	require.Positive(t, errOps["get"], "the slow GET was reported: %v", errOps)
+	mu.Unlock()
+	t.Logf("served by the loader in %v behind a Redis delayed by 2s", elapsed)
+}
+
+func TestRedisTimeoutNeedsContextTimeoutEnabled(t *testing.T) {
+	client, ns := setup(t)
+	_, err := rediscache.New(context.Background(), rediscache.Options[int, user]{Client: client, Namespace: ns,
+		TTL: time.Minute, RedisTimeout: time.Millisecond})
+	require.ErrorContains(t, err, "rediscache: RedisTimeout needs a client with ContextTimeoutEnabled")
+	_, err = rediscache.New(context.Background(), rediscache.Options[int, user]{Client: client, Namespace: ns,
+		TTL: time.Minute, RedisTimeout: -1})
+	require.ErrorContains(t, err, "rediscache: RedisTimeout must not be negative")
+}

@@ -24,6 +24,16 @@
 // Options.OnError, and the lookup goes on to the loader. Writes
 // ([Cache.Set], [Cache.Delete]) do return their Redis errors.
 //
+// A slow Redis is a subtler failure. Each caller still returns when its own
+// context ends (the local tier sees to that), but the shared lookup waits
+// for Redis before it calls the loader. go-redis applies a context's
+// deadline to the socket only when the client has ContextTimeoutEnabled;
+// otherwise a command blocked on a stalled server lasts until the client's
+// ReadTimeout (3s by default), times its retries. Set Options.RedisTimeout,
+// on a client with ContextTimeoutEnabled, to give up on each Redis command
+// after that long and go on to the loader; New refuses RedisTimeout on a
+// client known to ignore it.
+//
 // # Invalidation
 //
 // With Options.Invalidate, [Cache.Set] and [Cache.Delete] publish the key

@@ -59,6 +59,15 @@ type Options[K comparable, V any] struct {
 	// instance waiting for another's load; the wait doubles from LockPoll up
 	// to LockPollMax. Default to [DefaultLockPoll] and [DefaultLockPollMax].
 	LockPoll, LockPollMax time.Duration
+	// RedisTimeout, when positive, bounds each Redis command the cache
+	// sends, so that a slow Redis makes a lookup fall back to the loader
+	// (counting the error) instead of spending the caller's deadline.
+	// go-redis honours a context's deadline on the socket only when the
+	// client's ContextTimeoutEnabled is set; New refuses RedisTimeout for a
+	// *redis.Client, *redis.ClusterClient or *redis.Ring without it.
+	// Defaults to 0: a command is bounded by the lookup's context and by
+	// the client's own ReadTimeout and WriteTimeout.
+	RedisTimeout time.Duration
 	// OnError, when set, is called with every Redis or codec error that the
 	// cache handles by falling back (op is "get", "set", "del", "publish",
 	// "lock", "unlock", "subscribe" ([ErrResubscribed]), "encode" or
@@ -83,8 +92,26 @@ func (o *Options[K, V]) validate() error {
 		return errors.New("rediscache: LockPoll and LockPollMax must not be negative")
 	case o.LockPoll > 0 && o.LockPollMax > 0 && o.LockPoll > o.LockPollMax:
 		return errors.New("rediscache: LockPoll must not exceed LockPollMax")
+	case o.RedisTimeout < 0:
+		return errors.New("rediscache: RedisTimeout must not be negative")
+	case o.RedisTimeout > 0 && !contextTimeouts(o.Client):
+		return errors.New("rediscache: RedisTimeout needs a client with ContextTimeoutEnabled, or go-redis ignores it")
 	}
 	return nil
+}
+
+// contextTimeouts reports whether client lets a context's deadline bound
+// its socket reads and writes. A client type it does not know is trusted.
+func contextTimeouts(client redis.UniversalClient) bool {
+	switch c := client.(type) {
+	case *redis.Client:
+		return c.Options().ContextTimeoutEnabled
+	case *redis.ClusterClient:
+		return c.Options().ContextTimeoutEnabled
+	case *redis.Ring:
+		return c.Options().ContextTimeoutEnabled
+	}
+	return true
 }
 
 // defaultKey returns the key formatter for K: the string itself, decimal

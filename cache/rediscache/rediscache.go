@@ -50,6 +50,7 @@ type Cache[K comparable, V any] struct {
 	invalidate   bool
 	onInvalidate func(string)
 	lockTTL      time.Duration
+	redisTimeout time.Duration
 	poll         time.Duration
 	pollMax      time.Duration
 	onError      func(string, error)
@@ -112,6 +113,7 @@ func New[K comparable, V any](ctx context.Context, opts Options[K, V]) (*Cache[K
 		invalidate:   opts.Invalidate,
 		onInvalidate: opts.OnInvalidate,
 		lockTTL:      opts.LockTTL,
+		redisTimeout: opts.RedisTimeout,
 		poll:         opts.LockPoll,
 		pollMax:      opts.LockPollMax,
 		onError:      opts.OnError,
@@ -237,7 +239,10 @@ func (c *Cache[K, V]) Delete(ctx context.Context, key K) error {
 	}
 	skey := c.key(key)
 	var first error
-	if err := c.client.Del(ctx, c.valueKey(skey)).Err(); err != nil {
+	rctx, cancel := c.bound(ctx)
+	err := c.client.Del(rctx, c.valueKey(skey)).Err()
+	cancel()
+	if err != nil {
 		first = c.fail("del", err)
 	}
 	// Only now drop the local copy: a load of key that read Redis before
@@ -280,7 +285,9 @@ func (c *Cache[K, V]) Close() error {
 // fromRedis reads skey from Redis. found is false on a miss and on any
 // error; err is the Redis or codec error, already counted.
 func (c *Cache[K, V]) fromRedis(ctx context.Context, skey string) (v V, found bool, err error) {
-	b, err := c.client.Get(ctx, c.valueKey(skey)).Bytes()
+	rctx, cancel := c.bound(ctx)
+	b, err := c.client.Get(rctx, c.valueKey(skey)).Bytes()
+	cancel()
 	switch {
 	case errors.Is(err, redis.Nil):
 		c.redisMisses.Add(1)
@@ -306,7 +313,9 @@ func (c *Cache[K, V]) toRedis(ctx context.Context, skey string, v V) error {
 	if c.jitter > 0 {
 		ttl -= time.Duration(rand.Float64() * c.jitter * float64(ttl))
 	}
-	if err := c.client.Set(ctx, c.valueKey(skey), b, max(ttl, time.Millisecond)).Err(); err != nil {
+	rctx, cancel := c.bound(ctx)
+	defer cancel()
+	if err := c.client.Set(rctx, c.valueKey(skey), b, max(ttl, time.Millisecond)).Err(); err != nil {
 		return c.fail("set", err)
 	}
 	return nil
@@ -334,7 +343,9 @@ func (c *Cache[K, V]) loadLocked(ctx context.Context, key K, skey string, loader
 	waited := false
 	var timer *time.Timer
 	for {
-		ok, err := c.client.SetNX(ctx, lkey, owner, c.lockTTL).Result()
+		rctx, cancel := c.bound(ctx)
+		ok, err := c.client.SetNX(rctx, lkey, owner, c.lockTTL).Result()
+		cancel()
 		if err != nil {
 			_ = c.fail("lock", err)
 			return c.loadAndStore(ctx, key, skey, loader)
@@ -376,7 +387,11 @@ func (c *Cache[K, V]) loadLocked(ctx context.Context, key K, skey string, loader
 
 // unlock releases lkey if owner still holds it, even when ctx has ended.
 func (c *Cache[K, V]) unlock(ctx context.Context, lkey, owner string) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), unlockTimeout)
+	timeout := unlockTimeout
+	if c.redisTimeout > 0 {
+		timeout = c.redisTimeout
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
 	if err := unlockScript.Run(ctx, c.client, []string{lkey}, owner).Err(); err != nil {
 		_ = c.fail("unlock", err)
@@ -388,7 +403,9 @@ func (c *Cache[K, V]) publish(ctx context.Context, skey string) error {
 	if !c.invalidate {
 		return nil
 	}
-	if err := c.client.Publish(ctx, c.channel(), c.id+" "+skey).Err(); err != nil {
+	rctx, cancel := c.bound(ctx)
+	defer cancel()
+	if err := c.client.Publish(rctx, c.channel(), c.id+" "+skey).Err(); err != nil {
 		return c.fail("publish", err)
 	}
 	return nil
@@ -422,6 +439,14 @@ func (c *Cache[K, V]) subscribe(ch <-chan any) {
 			}
 		}
 	}
+}
+
+// bound returns ctx limited to RedisTimeout, for one Redis command.
+func (c *Cache[K, V]) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if c.redisTimeout <= 0 {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, c.redisTimeout)
 }
 
 // drop removes skey from the local tier, first telling any [Cache.Get]
