@@ -30,6 +30,10 @@ var (
 	// that no longer holds its task: the task was finished, released, or
 	// claimed again. The Runner drops that attempt's outcome.
 	ErrLeaseLost = errors.New("taskqueue: attempt no longer holds the task")
+	// ErrTooManySubscriptions is returned by Subscribe and Wait when
+	// MaxSubscriptions are open on the Runner: shed the caller (an HTTP
+	// long-poll might answer 503) or fall back to polling Get.
+	ErrTooManySubscriptions = errors.New("taskqueue: too many subscriptions open")
 	// ErrCanceled is the cause of a handler's ctx when its task is cancelled
 	// with Cancel (read it with context.Cause).
 	ErrCanceled = errors.New("taskqueue: task canceled")

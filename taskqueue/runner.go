@@ -85,7 +85,8 @@ func New(opts Options) (*Runner, error) {
 //
 // fn returns an error to fail the attempt: it is retried after Backoff
 // until MaxAttempts, unless wrapped with Permanent. A panic in fn is a
-// failed attempt too. fn must honour ctx: it ends when the task is
+// failed attempt too, and so is a call of runtime.Goexit (its worker is
+// replaced). fn must honour ctx: it ends when the task is
 // cancelled (cause ErrCanceled), times out, or the Runner is shut down.
 //
 // kind must be 1 to 128 bytes. Registering after Start, twice for one kind,

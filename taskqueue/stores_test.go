@@ -407,3 +407,80 @@ func TestHandlerGoexitIsAFailedAttemptAndTheWorkerLivesOn(t *testing.T) {
 		require.NoError(t, r.Shutdown(context.Background()))
 	})
 }
+
+// vanishingStore is a MemoryStore that loses its tasks after the first
+// read of them, as when a task finishes and Retention sweeps it away in
+// between Subscribe's two reads.
+type vanishingStore struct {
+	*taskqueue.MemoryStore
+	reads atomic.Int32
+}
+
+func (s *vanishingStore) Get(ctx context.Context, id string) (taskqueue.Info, error) {
+	if s.reads.Add(1) > 1 {
+		return taskqueue.Info{}, taskqueue.ErrNotFound
+	}
+	return s.MemoryStore.Get(ctx, id)
+}
+
+func TestSubscribeEdges(t *testing.T) {
+	t.Run("a task gone by the second read closes the channel rather than leaving it open", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			mem, err := taskqueue.NewMemoryStore(taskqueue.MemoryOptions{})
+			require.NoError(t, err)
+			r, err := taskqueue.New(taskqueue.Options{Store: &vanishingStore{MemoryStore: mem}})
+			require.NoError(t, err)
+			require.NoError(t, taskqueue.Handle(r, "double", double))
+			info, err := r.Submit(context.Background(), "double", args{})
+			require.NoError(t, err)
+			ch, err := r.Subscribe(context.Background(), info.ID)
+			require.NoError(t, err)
+			require.Equal(t, taskqueue.StatusPending, (<-ch).Status)
+			synctest.Wait()
+			_, open := <-ch
+			require.False(t, open)
+			var se *taskqueue.ShutdownError
+			require.ErrorAs(t, r.Shutdown(context.Background()), &se)
+		})
+	})
+
+	t.Run("a ctx already ended gives the current Info, then a closed channel", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			r := newRunner(t, taskqueue.Options{})
+			info, err := r.Submit(context.Background(), "double", args{})
+			require.NoError(t, err)
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			ch, err := r.Subscribe(ctx, info.ID)
+			require.NoError(t, err)
+			require.Equal(t, taskqueue.StatusPending, (<-ch).Status)
+			_, open := <-ch
+			require.False(t, open)
+			last, err := r.Wait(ctx, info.ID)
+			require.ErrorIs(t, err, context.Canceled)
+			require.Equal(t, info.ID, last.ID)
+		})
+	})
+
+	t.Run("subscriptions past MaxSubscriptions are ErrTooManySubscriptions, and ending one frees a place", func(t *testing.T) {
+		r := newRunner(t, taskqueue.Options{})
+		info, err := r.Submit(context.Background(), "double", args{})
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		for range taskqueue.MaxSubscriptions - 1 {
+			_, err := r.Subscribe(ctx, info.ID)
+			require.NoError(t, err)
+		}
+		lastCtx, cancelLast := context.WithCancel(context.Background())
+		last, err := r.Subscribe(lastCtx, info.ID)
+		require.NoError(t, err)
+		_, err = r.Subscribe(context.Background(), info.ID)
+		require.ErrorIs(t, err, taskqueue.ErrTooManySubscriptions)
+		cancelLast()
+		for range last { // closed once its ctx ended, and its place freed
+		}
+		_, err = r.Subscribe(ctx, info.ID)
+		require.NoError(t, err)
+	})
+}

@@ -2,13 +2,15 @@ package taskqueue
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
 )
 
 // MaxSubscriptions bounds the Subscribe channels (Wait calls included)
-// open at once on one Runner; Subscribe beyond it is an error.
+// open at once on one Runner; Subscribe beyond it is
+// ErrTooManySubscriptions.
 const MaxSubscriptions = 1 << 16
 
 // hub fans task updates out to subscriptions. Publishing never blocks: each
@@ -25,6 +27,7 @@ type subscription struct {
 	ch   chan Info
 	stop func() bool // stops the ctx watch
 	done bool
+	at   int // index in h.subs[id] while registered
 }
 
 func (h *hub) active() bool { return h.n.Load() > 0 }
@@ -115,7 +118,9 @@ func (h *hub) closeAll() {
 // from re-reading the store, which sees changes made by other processes
 // that share it.
 // An unknown or expired id is ErrNotFound; more than MaxSubscriptions open
-// at once is an error.
+// at once is ErrTooManySubscriptions. A ctx that has already ended gives
+// the current Info and a channel closed after it. A task that is already
+// finished gives its final Info and a closed channel, and holds no place.
 func (r *Runner) Subscribe(ctx context.Context, id string) (<-chan Info, error) {
 	info, err := r.Get(ctx, id)
 	if err != nil {
@@ -132,9 +137,10 @@ func (r *Runner) Subscribe(ctx context.Context, id string) (<-chan Info, error) 
 		return s.ch, nil
 	case h.n.Load() >= MaxSubscriptions:
 		h.mu.Unlock()
-		return nil, fmt.Errorf("taskqueue: more than %d subscriptions open", MaxSubscriptions)
+		return nil, fmt.Errorf("%w: %d", ErrTooManySubscriptions, MaxSubscriptions)
 	}
 	h.n.Add(1)
+	s.at = len(h.subs[id])
 	h.subs[id] = append(h.subs[id], s)
 	h.mu.Unlock()
 	stop := context.AfterFunc(ctx, func() { h.remove(s) })
@@ -150,24 +156,34 @@ func (r *Runner) Subscribe(ctx context.Context, id string) (<-chan Info, error) 
 		return s.ch, nil
 	}
 	s.stop = stop
-	if err == nil {
+	switch {
+	case err == nil:
 		s.deliver(latest)
 		if latest.Status.Terminal() {
 			h.end(s)
 			h.removeLocked(s)
 		}
+	case errors.Is(err, ErrNotFound):
+		// It finished and was swept in between: nothing more will come.
+		h.end(s)
+		h.removeLocked(s)
 	}
 	return s.ch, nil
 }
 
+// removeLocked unregisters s in O(1), moving the task's last subscription
+// into its place, so that many subscribers of one task leaving cost no
+// more than as many leaving one each. h.mu is held.
 func (h *hub) removeLocked(s *subscription) {
 	subs := h.subs[s.id]
-	for i, x := range subs {
-		if x == s {
-			subs = append(subs[:i], subs[i+1:]...)
-			break
-		}
+	last := len(subs) - 1
+	if s.at > last || subs[s.at] != s {
+		return
 	}
+	subs[s.at] = subs[last]
+	subs[s.at].at = s.at
+	subs[last] = nil
+	subs = subs[:last]
 	if len(subs) == 0 {
 		delete(h.subs, s.id)
 	} else {
@@ -178,7 +194,8 @@ func (h *hub) removeLocked(s *subscription) {
 // Wait blocks until the task id reaches a terminal status and returns its
 // final Info. If ctx ends first it returns the latest Info seen and ctx's
 // error; if the Runner shuts down first, the latest Info and ErrClosed. An
-// unknown or expired id is ErrNotFound.
+// unknown or expired id is ErrNotFound. Wait holds a subscription while it
+// blocks, so past MaxSubscriptions it is ErrTooManySubscriptions.
 func (r *Runner) Wait(ctx context.Context, id string) (Info, error) {
 	ch, err := r.Subscribe(ctx, id)
 	if err != nil {
