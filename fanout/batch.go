@@ -181,25 +181,29 @@ func (b *batch[T, R]) loop(s *span) (finished bool) {
 	if b.timeout == 0 && b.limiter == nil {
 		// The hot paths, with the fields the loop reads held in locals.
 		ctx, items, fn := b.ctx, b.items, b.fn
-		var t0 time.Time
-		if lo < hi {
-			t0 = time.Now()
+		// Claims are timed on the monotonic clock alone: time.Since reads
+		// it once, where time.Now reads the wall clock too.
+		base := time.Now()
+		var t0 time.Duration // when the current claim started, since base
+		timed := lo < hi     // whether a claim is running, so t0 is set
+		if timed {
+			t0 = time.Since(base)
 		}
 		switch b.mode {
 		case modeMap:
 			out := b.out
 			for {
 				if lo == hi {
-					now := time.Now()
-					if !t0.IsZero() {
-						size = b.nextClaim(size, now.Sub(t0), int(n-b.next.Load()))
+					now := time.Since(base)
+					if timed {
+						size = b.nextClaim(size, now-t0, int(n-b.next.Load()))
 					}
 					k := b.next.Add(int64(size)) - int64(size)
 					if k >= n {
 						return true
 					}
 					lo, hi = int(k), int(min(k+int64(size), n))
-					t0 = now
+					t0, timed = now, true
 				}
 				i = lo
 				lo++
@@ -218,16 +222,16 @@ func (b *batch[T, R]) loop(s *span) (finished bool) {
 			res := b.res
 			for {
 				if lo == hi {
-					now := time.Now()
-					if !t0.IsZero() {
-						size = b.nextClaim(size, now.Sub(t0), int(n-b.next.Load()))
+					now := time.Since(base)
+					if timed {
+						size = b.nextClaim(size, now-t0, int(n-b.next.Load()))
 					}
 					k := b.next.Add(int64(size)) - int64(size)
 					if k >= n {
 						return true
 					}
 					lo, hi = int(k), int(min(k+int64(size), n))
-					t0 = now
+					t0, timed = now, true
 				}
 				i = lo
 				lo++
