@@ -230,3 +230,49 @@ func TestRedisTimeoutNeedsContextTimeoutEnabled(t *testing.T) {
 		TTL: time.Minute, RedisTimeout: -1})
 	require.ErrorContains(t, err, "rediscache: RedisTimeout must not be negative")
 }
+
+// newDefaultKey makes a cache of key type K with the default Key.
+func newDefaultKey[K comparable](t *testing.T, client *redis.Client, ns string) error {
+	t.Helper()
+	c, err := rediscache.New(context.Background(), rediscache.Options[K, int]{Client: client, Namespace: ns, TTL: time.Minute})
+	if err == nil {
+		require.NoError(t, c.Close())
+	}
+	return err
+}
+
+type tenantKey struct{ Tenant, ID string }
+type cell struct{ Row, Col int }
+type userName string
+
+// The default Key is fmt.Sprint for most types, which gives two keys the
+// same Redis key for an interface (1 and "1") or for strings inside a
+// struct or array ({"a b", "c"} and {"a", "b c"}): such a cache would
+// serve one key's value for another. New requires Options.Key there.
+func TestKeyIsRequiredWhereTheDefaultWouldCollide(t *testing.T) {
+	client, ns := setup(t)
+	tests := []struct {
+		name    string
+		new     func() error
+		refused bool
+	}{
+		{"an interface key", func() error { return newDefaultKey[any](t, client, ns) }, true},
+		{"a struct with strings", func() error { return newDefaultKey[tenantKey](t, client, ns) }, true},
+		{"an array of strings", func() error { return newDefaultKey[[2]string](t, client, ns) }, true},
+		{"a struct of integers", func() error { return newDefaultKey[cell](t, client, ns) }, false},
+		{"a named string type", func() error { return newDefaultKey[userName](t, client, ns) }, false},
+		{"a float", func() error { return newDefaultKey[float64](t, client, ns) }, false},
+		{"a bool", func() error { return newDefaultKey[bool](t, client, ns) }, false},
+		{"a fmt.Stringer", func() error { return newDefaultKey[sku](t, client, ns) }, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.new()
+			if tt.refused {
+				require.ErrorContains(t, err, "rediscache: Key is required for key type")
+			} else {
+				require.NoError(t, err)
+			}
+		})
+	}
+}

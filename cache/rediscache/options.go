@@ -3,6 +3,7 @@ package rediscache
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"strconv"
 	"time"
 
@@ -37,7 +38,11 @@ type Options[K comparable, V any] struct {
 	Jitter float64
 	// Key turns a key into the string used in Redis and in invalidation
 	// messages. It must be injective. Defaults to the string itself for
-	// string keys, decimal for integers, and fmt.Sprint otherwise.
+	// string keys, decimal for integers, String for a fmt.Stringer, and
+	// fmt.Sprint otherwise; New refuses the default, and requires Key, for
+	// a key type whose fmt.Sprint can give two keys one string: an
+	// interface, a struct or array holding strings, interfaces or
+	// Stringers, or a pointer to a struct or array.
 	Key func(K) string
 	// Codec encodes values for Redis. Defaults to [JSON].
 	Codec Codec[V]
@@ -92,6 +97,8 @@ func (o *Options[K, V]) validate() error {
 		return errors.New("rediscache: LockPoll and LockPollMax must not be negative")
 	case o.LockPoll > 0 && o.LockPollMax > 0 && o.LockPoll > o.LockPollMax:
 		return errors.New("rediscache: LockPoll must not exceed LockPollMax")
+	case o.Key == nil && !defaultKeyInjective[K]():
+		return fmt.Errorf("rediscache: Key is required for key type %v: its default, fmt.Sprint, can give two keys the same Redis key", reflect.TypeFor[K]())
 	case o.RedisTimeout < 0:
 		return errors.New("rediscache: RedisTimeout must not be negative")
 	case o.RedisTimeout > 0 && !contextTimeouts(o.Client):
@@ -139,4 +146,50 @@ func defaultKey[K comparable]() func(K) string {
 		return func(k K) string { return any(k).(fmt.Stringer).String() }
 	}
 	return func(k K) string { return fmt.Sprint(k) }
+}
+
+// defaultKeyInjective reports whether defaultKey gives distinct keys of
+// type K distinct strings. A fmt.Stringer is trusted to.
+func defaultKeyInjective[K comparable]() bool {
+	var zero K
+	if _, ok := any(zero).(fmt.Stringer); ok {
+		return true
+	}
+	return sprintInjective(reflect.TypeFor[K](), true)
+}
+
+// sprintInjective reports whether fmt.Sprint of distinct values of t gives
+// distinct strings. A string is, alone; inside a struct or array it is not
+// ({"a b", "c"} and {"a", "b c"} print alike). Nested Stringers and errors
+// print what their methods say, so they are not trusted; a pointer prints
+// its address, except at the top level, where a pointer to a struct or
+// array prints what it points to.
+func sprintInjective(t reflect.Type, top bool) bool {
+	stringer := reflect.TypeFor[fmt.Stringer]()
+	errorType := reflect.TypeFor[error]()
+	if !top && (t.Implements(stringer) || t.Implements(errorType)) {
+		return false
+	}
+	switch t.Kind() {
+	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
+		reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128,
+		reflect.Chan, reflect.UnsafePointer:
+		return true
+	case reflect.String:
+		return top
+	case reflect.Pointer:
+		k := t.Elem().Kind()
+		return !top || (k != reflect.Struct && k != reflect.Array)
+	case reflect.Array:
+		return sprintInjective(t.Elem(), false)
+	case reflect.Struct:
+		for f := range t.Fields() {
+			if !sprintInjective(f.Type, false) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
 }
