@@ -70,7 +70,10 @@
 // Finished tasks stay visible for Options.Retention (default 1h) — exactly:
 // at Retention they are ErrNotFound and unlisted — and the Runner deletes
 // them from the store in the background, so memory stays bounded under a
-// constant stream of tasks.
+// constant stream of tasks. The [MemoryStore] also keeps at most
+// MemoryOptions.MaxFinished finished tasks (default [DefaultMaxFinished]),
+// dropping the oldest early past it, so a flood of quick tasks cannot hold
+// rate × Retention of them.
 //
 // # Stores
 //

@@ -14,8 +14,9 @@ var (
 	// waiting tasks as it may. It is backpressure: retry later or shed load.
 	ErrQueueFull = errors.New("taskqueue: queue full")
 	// ErrNotFound is returned for an id that never existed, is malformed, or
-	// belonged to a finished task dropped after Retention. It is never
-	// disguised as a pending task.
+	// belonged to a finished task dropped after Retention (or, in a
+	// MemoryStore, past MemoryOptions.MaxFinished). It is never disguised
+	// as a pending task.
 	ErrNotFound = errors.New("taskqueue: task not found")
 	// ErrClosed is returned by Submit and Start once Shutdown has begun, and
 	// by Wait when the Runner shuts down before the task finishes.

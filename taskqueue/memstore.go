@@ -26,7 +26,21 @@ type MemoryOptions struct {
 	// refused, so up to QueueSize plus the number of workers may wait.
 	// Defaults to DefaultQueueSize; at most 1<<24.
 	QueueSize int
+	// MaxFinished is the most finished tasks kept. Finished tasks are kept
+	// for the Runner's Retention, so without a bound a stream of quick
+	// tasks would hold rate × Retention of them; past MaxFinished the
+	// oldest finished task is dropped at once, and its id is ErrNotFound
+	// before its Retention is up. A finished task costs about 400 bytes
+	// plus its error text and result. Defaults to DefaultMaxFinished; at
+	// most 1<<30.
+	MaxFinished int
 }
+
+// DefaultMaxFinished is the MaxFinished used when MemoryOptions.MaxFinished
+// is zero.
+const DefaultMaxFinished = 1 << 18
+
+const maxMaxFinished = 1 << 30
 
 // MemoryStore is the in-process Store: fast, bounded, and gone with the
 // process. It is the Store a Runner uses when Options.Store is nil.
@@ -35,7 +49,7 @@ type MemoryOptions struct {
 // better (n the tasks held); List scans from its position and skips tasks
 // that do not match the filter; DeleteFinishedBefore is O(deleted). Memory is
 // bounded by QueueSize waiting tasks plus the finished tasks kept until they
-// are deleted; the maps and queues are rebuilt smaller when most of their
+// are deleted, at most MaxFinished; the maps and queues are rebuilt smaller when most of their
 // entries have been deleted, so memory returns to its baseline after a burst.
 //
 // Several Runners in one process may share a MemoryStore, each running its
@@ -48,6 +62,7 @@ type MemoryOptions struct {
 type MemoryStore struct {
 	mu       sync.Mutex
 	capacity int
+	maxDone  int // MaxFinished
 	tasks    map[string]*memTask
 	peak     int                 // len(tasks) high-water mark since the map was last rebuilt
 	running  map[string]*memTask // the running tasks: a small map, quick to search
@@ -97,11 +112,18 @@ func NewMemoryStore(opts MemoryOptions) (*MemoryStore, error) {
 	if opts.QueueSize < 0 || opts.QueueSize > maxQueueSize {
 		return nil, errors.New("taskqueue: QueueSize must be between 0 and 1<<24")
 	}
+	if opts.MaxFinished < 0 || opts.MaxFinished > maxMaxFinished {
+		return nil, errors.New("taskqueue: MaxFinished must be between 0 and 1<<30")
+	}
 	if opts.QueueSize == 0 {
 		opts.QueueSize = DefaultQueueSize
 	}
+	if opts.MaxFinished == 0 {
+		opts.MaxFinished = DefaultMaxFinished
+	}
 	return &MemoryStore{
 		capacity: opts.QueueSize,
+		maxDone:  opts.MaxFinished,
 		tasks:    make(map[string]*memTask),
 		running:  make(map[string]*memTask),
 		unique:   make(map[string]*memTask),
@@ -437,6 +459,20 @@ func (s *MemoryStore) finish(mt *memTask, o Outcome, n time.Time) {
 		delete(s.unique, mt.UniqueKey)
 	}
 	s.finished.push(mt)
+	if s.finished.len() > s.maxDone {
+		s.dropOldestFinished()
+		s.shrink()
+	}
+}
+
+// dropOldestFinished deletes the task that finished first.
+func (s *MemoryStore) dropOldestFinished() {
+	mt := s.finished.front()
+	s.finished.popFront()
+	delete(s.tasks, mt.ID)
+	s.counts[mt.Status]--
+	mt.deleted = true
+	s.dead++
 }
 
 // Retry implements Store.
@@ -557,11 +593,7 @@ func (s *MemoryStore) DeleteFinishedBefore(ctx context.Context, cutoff time.Time
 		if !mt.FinishedAt.Before(cutoff) {
 			break
 		}
-		s.finished.popFront()
-		delete(s.tasks, mt.ID)
-		s.counts[mt.Status]--
-		mt.deleted = true
-		s.dead++
+		s.dropOldestFinished()
 		deleted++
 	}
 	if deleted > 0 {

@@ -43,7 +43,9 @@ type Options struct {
 	// Wait and Subscribe before it is dropped. Expiry is exact: a task
 	// whose FinishedAt is Retention or longer ago is ErrNotFound at once,
 	// and the Runner deletes such tasks from the store every
-	// Retention/4, clamped between 1s and 1m. Defaults to DefaultRetention.
+	// Retention/4, clamped between 1s and 1m. A MemoryStore also bounds
+	// how many finished tasks it keeps (MemoryOptions.MaxFinished) and drops
+	// the oldest early past it. Defaults to DefaultRetention.
 	Retention time.Duration
 	// MaxAttempts is how many attempts a task gets unless Submit says
 	// otherwise. Defaults to DefaultMaxAttempts; at most 1000.

@@ -484,3 +484,40 @@ func TestSubscribeEdges(t *testing.T) {
 		require.NoError(t, err)
 	})
 }
+
+func TestMemoryStoreBoundsFinishedTasks(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		store, err := taskqueue.NewMemoryStore(taskqueue.MemoryOptions{MaxFinished: 3})
+		require.NoError(t, err)
+		r, err := taskqueue.New(taskqueue.Options{Store: store, Retention: time.Hour})
+		require.NoError(t, err)
+		require.NoError(t, taskqueue.Handle(r, "double", double))
+		require.NoError(t, r.Start(ctx))
+		var ids []string
+		for i := range 5 {
+			info, err := r.Submit(ctx, "double", args{N: i})
+			require.NoError(t, err)
+			_, err = r.Wait(ctx, info.ID)
+			require.NoError(t, err)
+			ids = append(ids, info.ID)
+			time.Sleep(time.Second)
+		}
+		for i, id := range ids {
+			_, err := r.Get(ctx, id)
+			if i < 2 {
+				require.ErrorIs(t, err, taskqueue.ErrNotFound, "task %d: the oldest finished go first, before Retention", i)
+			} else {
+				require.NoError(t, err, "task %d", i)
+			}
+		}
+		st, err := r.Stats(ctx)
+		require.NoError(t, err)
+		require.Equal(t, taskqueue.Stats{Succeeded: 3}, st)
+		require.NoError(t, r.Shutdown(ctx))
+	})
+	for _, bad := range []int{-1, 1<<30 + 1} {
+		_, err := taskqueue.NewMemoryStore(taskqueue.MemoryOptions{MaxFinished: bad})
+		require.Error(t, err, "MaxFinished %d", bad)
+	}
+}
