@@ -276,3 +276,35 @@ func TestKeyIsRequiredWhereTheDefaultWouldCollide(t *testing.T) {
 		})
 	}
 }
+
+// A load that read the source of truth before another instance's Set must
+// not overwrite that Set's newer value in Redis when it finishes.
+func TestSlowLoadDoesNotOverwriteANewerSetInRedis(t *testing.T) {
+	client, ns := setup(t)
+	ctx := context.Background()
+	a := newTier(t, rediscache.Options[int, user]{Client: ownClient(t, client), Namespace: ns, TTL: time.Minute, Invalidate: true})
+	b := newTier(t, rediscache.Options[int, user]{Client: ownClient(t, client), Namespace: ns, TTL: time.Minute, Invalidate: true})
+
+	started, unblock := make(chan struct{}), make(chan struct{})
+	loaded := make(chan error, 1)
+	go func() {
+		_, err := a.GetOrLoad(ctx, 9, func(context.Context, int) (user, error) {
+			close(started)
+			<-unblock
+			return user{9, "old"}, nil // read before b's write
+		})
+		loaded <- err
+	}()
+	<-started
+	require.NoError(t, b.Set(ctx, 9, user{9, "new"}))
+	close(unblock)
+	require.NoError(t, <-loaded)
+
+	raw, err := client.Get(ctx, ns+"v:9").Result()
+	require.NoError(t, err)
+	require.JSONEq(t, `{"id":9,"name":"new"}`, raw, "the newer Set is kept in Redis")
+	c := newTier(t, rediscache.Options[int, user]{Client: ownClient(t, client), Namespace: ns, TTL: time.Minute})
+	u, err := c.GetOrLoad(ctx, 9, constLoader("loader"))
+	require.NoError(t, err)
+	require.Equal(t, "new", u.Name)
+}

@@ -17,6 +17,13 @@
 // Redis). Values are encoded by a [Codec], [JSON] by default. Keys become
 // strings through Options.Key and live in Redis as Namespace+"v:"+key.
 //
+// A loaded value is written to Redis with SET NX: a value that appeared
+// meanwhile, from a [Cache.Set] or another instance's load, is at least as
+// new as what the loader read, and is kept (a value that could not be
+// decoded is replaced). A [Cache.Delete] racing a slow load cannot be
+// guarded that way: the load may write the value it read after the
+// delete, and it lives in Redis until Options.TTL.
+//
 // # Redis failures
 //
 // Redis is an optimisation, never a dependency of a read: when a Redis call

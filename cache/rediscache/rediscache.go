@@ -179,7 +179,7 @@ func (c *Cache[K, V]) GetOrLoad(ctx context.Context, key K, loader cache.Loader[
 		if err == nil && c.lockTTL > 0 {
 			return c.loadLocked(ctx, key, skey, loader)
 		}
-		return c.loadAndStore(ctx, key, skey, loader)
+		return c.loadAndStore(ctx, key, skey, loader, corrupt(err))
 	})
 }
 
@@ -218,7 +218,7 @@ func (c *Cache[K, V]) Set(ctx context.Context, key K, value V) error {
 		return errors.New("rediscache: nil context")
 	}
 	skey := c.key(key)
-	if err := c.toRedis(ctx, skey, value); err != nil {
+	if err := c.toRedis(ctx, skey, value, true); err != nil {
 		c.drop(skey)
 		return err
 	}
@@ -297,14 +297,29 @@ func (c *Cache[K, V]) fromRedis(ctx context.Context, skey string) (v V, found bo
 	}
 	v, err = c.codec.Unmarshal(b)
 	if err != nil {
-		return v, false, c.fail("decode", err)
+		return v, false, c.fail("decode", decodeError{err})
 	}
 	c.redisHits.Add(1)
 	return v, true, nil
 }
 
-// toRedis writes v under skey with the jittered TTL.
-func (c *Cache[K, V]) toRedis(ctx context.Context, skey string, v V) error {
+// decodeError marks a value in Redis that the codec cannot decode, which a
+// load may overwrite.
+type decodeError struct{ err error }
+
+func (e decodeError) Error() string { return e.err.Error() }
+func (e decodeError) Unwrap() error { return e.err }
+
+// corrupt reports whether err, from fromRedis, is a value that could not
+// be decoded.
+func corrupt(err error) bool {
+	var d decodeError
+	return errors.As(err, &d)
+}
+
+// toRedis writes v under skey with the jittered TTL: with replace, over
+// any value there; without, only where there is none (SET NX).
+func (c *Cache[K, V]) toRedis(ctx context.Context, skey string, v V, replace bool) error {
 	b, err := c.codec.Marshal(v)
 	if err != nil {
 		return c.fail("encode", err)
@@ -315,21 +330,30 @@ func (c *Cache[K, V]) toRedis(ctx context.Context, skey string, v V) error {
 	}
 	rctx, cancel := c.bound(ctx)
 	defer cancel()
-	if err := c.client.Set(rctx, c.valueKey(skey), b, max(ttl, time.Millisecond)).Err(); err != nil {
+	ttl = max(ttl, time.Millisecond)
+	if replace {
+		err = c.client.Set(rctx, c.valueKey(skey), b, ttl).Err()
+	} else {
+		err = c.client.SetNX(rctx, c.valueKey(skey), b, ttl).Err()
+	}
+	if err != nil {
 		return c.fail("set", err)
 	}
 	return nil
 }
 
 // loadAndStore calls loader and writes its value to Redis; a failed write
-// is counted but the value is still returned.
-func (c *Cache[K, V]) loadAndStore(ctx context.Context, key K, skey string, loader cache.Loader[K, V]) (V, error) {
+// is counted but the value is still returned. The write does not replace a
+// value already in Redis (SET NX): one written meanwhile, by a Set or by
+// another instance's load, is at least as new as what this load read.
+// With replace, as for a value that could not be decoded, it does.
+func (c *Cache[K, V]) loadAndStore(ctx context.Context, key K, skey string, loader cache.Loader[K, V], replace bool) (V, error) {
 	c.loads.Add(1)
 	v, err := loader(ctx, key)
 	if err != nil {
 		return v, err
 	}
-	_ = c.toRedis(ctx, skey, v)
+	_ = c.toRedis(ctx, skey, v, replace)
 	return v, nil
 }
 
@@ -348,16 +372,17 @@ func (c *Cache[K, V]) loadLocked(ctx context.Context, key K, skey string, loader
 		cancel()
 		if err != nil {
 			_ = c.fail("lock", err)
-			return c.loadAndStore(ctx, key, skey, loader)
+			return c.loadAndStore(ctx, key, skey, loader, false)
 		}
 		if ok {
 			defer c.unlock(ctx, lkey, owner)
 			// A previous owner may have stored the value between our miss
 			// and this lock: one more GET is cheaper than a second load.
-			if v, found, _ := c.fromRedis(ctx, skey); found {
+			v, found, err := c.fromRedis(ctx, skey)
+			if found {
 				return v, nil
 			}
-			return c.loadAndStore(ctx, key, skey, loader)
+			return c.loadAndStore(ctx, key, skey, loader, corrupt(err))
 		}
 		if !waited {
 			waited = true
@@ -380,7 +405,7 @@ func (c *Cache[K, V]) loadLocked(ctx context.Context, key K, skey string, loader
 			return v, nil
 		}
 		if err != nil {
-			return c.loadAndStore(ctx, key, skey, loader)
+			return c.loadAndStore(ctx, key, skey, loader, corrupt(err))
 		}
 	}
 }
