@@ -89,7 +89,8 @@
 // # Costs
 //
 // Workers are long-lived goroutines: no goroutine is started per task, and
-// timers are armed only for tasks with a Timeout or a Delay, or while
-// progress is being coalesced. A no-op task costs about a dozen small
-// allocations end to end (see BenchmarkSubmitAndRun).
+// timers are armed only for tasks with a Timeout or a Delay, while
+// progress is being coalesced, or while a leased claim is renewed. A no-op
+// task costs about ten small allocations end to end (see
+// BenchmarkSubmitAndRun).
 package taskqueue

@@ -40,7 +40,8 @@ type Store interface {
 	// Claim waits until a pending task of one of kinds (nil: any kind) is
 	// due, marks it running (Attempt one higher, StartedAt now, a new
 	// ClaimToken), and returns it. Due tasks are claimed first come, first
-	// served. It returns ctx's error when ctx ends first.
+	// served. It returns ctx's error when ctx ends first, and a Claim
+	// whose ctx has ended claims nothing.
 	Claim(ctx context.Context, kinds []string) (Task, error)
 
 	// Heartbeat renews the lease of a running claim and reports whether

@@ -87,6 +87,18 @@ func storeClaimWaits(t *testing.T, newStore func(*testing.T) taskqueue.Store) {
 	requireTime(t, at.Add(time.Hour), time.Now(), "Claim returned when the delayed task fell due")
 	require.Equal(t, other.ID, claim(t, b.store, "b").ID)
 	claimNone(t, b.store)
+
+	// A Claim whose ctx has ended takes nothing, even with a task due: a
+	// task it took would be left running with no one to run it.
+	due := b.submit("a", Payload{})
+	ended, endNow := context.WithCancel(ctx)
+	endNow()
+	_, err = b.store.Claim(ended, nil)
+	require.ErrorIs(t, err, context.Canceled)
+	left, err := b.store.Get(ctx, due.ID)
+	require.NoError(t, err)
+	require.Equal(t, taskqueue.StatusPending, left.Status, "still pending")
+	require.Equal(t, due.ID, claim(t, b.store).ID)
 }
 
 // storeDelayedWakesItsKind: Claims for other kinds that wait too, and wait
@@ -250,6 +262,8 @@ func storeDelete(t *testing.T, newStore func(*testing.T) taskqueue.Store) {
 		ids = append(ids, b.submit("a", Payload{}).ID)
 	}
 	keep := b.submit("a", Payload{}, taskqueue.Delay(time.Hour))
+	b.submit("b", Payload{})
+	running := claim(t, b.store, "b")
 	for i, id := range ids {
 		_, err := b.store.Cancel(ctx, id)
 		require.NoError(t, err)
@@ -269,9 +283,15 @@ func storeDelete(t *testing.T, newStore func(*testing.T) taskqueue.Store) {
 	got, err := b.store.Get(ctx, keep.ID)
 	require.NoError(t, err, "a pending task is never deleted")
 	require.Equal(t, taskqueue.StatusPending, got.Status)
+	n, err = b.store.DeleteFinishedBefore(ctx, time.Now().Add(1000*time.Hour))
+	require.NoError(t, err)
+	require.Zero(t, n)
+	got, err = b.store.Get(ctx, running.ID)
+	require.NoError(t, err, "a running task is never deleted")
+	require.Equal(t, taskqueue.StatusRunning, got.Status)
 	st, err := b.store.Stats(ctx)
 	require.NoError(t, err)
-	require.Equal(t, taskqueue.Stats{Pending: 1}, st)
+	require.Equal(t, taskqueue.Stats{Pending: 1, Running: 1}, st)
 }
 
 func storeCancelRacesFinish(t *testing.T, newStore func(*testing.T) taskqueue.Store) {
