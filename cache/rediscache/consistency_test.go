@@ -308,3 +308,20 @@ func TestSlowLoadDoesNotOverwriteANewerSetInRedis(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "new", u.Name)
 }
+
+// Without Local.TTL a local copy used to live until evicted, long after
+// Redis had expired the value. By default it now lives no longer than TTL.
+func TestLocalCopyDoesNotOutliveTheRedisTTLByDefault(t *testing.T) {
+	client, ns := setup(t)
+	ctx := context.Background()
+	c := newTier(t, rediscache.Options[int, user]{Client: client, Namespace: ns, TTL: 300 * time.Millisecond})
+	require.NoError(t, c.Set(ctx, 1, user{1, "short-lived"}))
+	u, ok, err := c.Get(ctx, 1)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, "short-lived", u.Name)
+	require.Eventually(t, func() bool {
+		_, ok, err := c.Get(ctx, 1)
+		return err == nil && !ok
+	}, 5*time.Second, 20*time.Millisecond, "the local copy expired with the Redis one")
+}

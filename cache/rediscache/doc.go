@@ -14,8 +14,9 @@
 // loader; a value from Redis is kept locally, and a value from the loader is
 // written to both tiers. Each tier applies its own TTL and jitter
 // (Options.Local.TTL and Jitter locally, Options.TTL and Options.Jitter in
-// Redis). Values are encoded by a [Codec], [JSON] by default. Keys become
-// strings through Options.Key and live in Redis as Namespace+"v:"+key.
+// Redis; a zero Options.Local.TTL defaults to Options.TTL). Values are
+// encoded by a [Codec], [JSON] by default. Keys become strings through
+// Options.Key and live in Redis as Namespace+"v:"+key.
 //
 // A loaded value is written to Redis with SET NX: a value that appeared
 // meanwhile, from a [Cache.Set] or another instance's load, is at least as

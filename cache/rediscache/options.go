@@ -28,7 +28,10 @@ type Options[K comparable, V any] struct {
 	Namespace string
 	// Local configures the in-process tier (see [cache.Options]); its
 	// TTL bounds how stale a local copy can be when an invalidation is
-	// lost. Defaults to the zero cache.Options.
+	// lost. Defaults to the zero cache.Options, except that a zero
+	// Local.TTL becomes TTL (unless Local.RefreshAfter is at least TTL), so
+	// that a local copy is not kept for ever: it lives at most TTL from
+	// when it was taken, as a value in Redis does from when it was written.
 	Local cache.Options[string, V]
 	// TTL is the lifetime of a value in Redis. Required: every value
 	// written to Redis expires.

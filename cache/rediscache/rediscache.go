@@ -97,7 +97,12 @@ func New[K comparable, V any](ctx context.Context, opts Options[K, V]) (*Cache[K
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
-	local, err := cache.New(opts.Local)
+	localOpts := opts.Local
+	if localOpts.TTL == 0 && localOpts.RefreshAfter < opts.TTL {
+		// A local copy lives no longer than a value in Redis does.
+		localOpts.TTL = opts.TTL
+	}
+	local, err := cache.New(localOpts)
 	if err != nil {
 		return nil, fmt.Errorf("rediscache: Local: %w", err)
 	}
