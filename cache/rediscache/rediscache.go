@@ -75,7 +75,8 @@ type Stats struct {
 	Local cache.Stats
 	// RedisHits and RedisMisses count lookups answered, or not, by Redis.
 	RedisHits, RedisMisses uint64
-	// Errors counts Redis and codec errors, each also passed to OnError.
+	// Errors counts Redis and codec errors, and resubscriptions after a
+	// lost connection ([ErrResubscribed]), each also passed to OnError.
 	Errors uint64
 	// Loads counts calls of the caller's loader.
 	Loads uint64
