@@ -366,6 +366,18 @@ func (r *Runner) cancelLocal(id string) {
 	r.cancelPending[id] = struct{}{}
 }
 
+// busy reports whether a handler is running on this Runner.
+func (r *Runner) busy() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range r.slots {
+		if s.cancel != nil {
+			return true
+		}
+	}
+	return false
+}
+
 // cancelRunning cancels every handler running on this Runner with cause.
 func (r *Runner) cancelRunning(cause error) {
 	r.mu.Lock()
@@ -408,7 +420,8 @@ func (r *Runner) Stats(ctx context.Context) (Stats, error) { return r.store.Stat
 //
 // Shutdown returns nil when nothing was left behind, and a *ShutdownError
 // when tasks remain pending in the store (with a shared store, the whole
-// queue's pending tasks) or handlers were interrupted. A second Shutdown
+// queue's pending tasks) or handlers were interrupted. A ctx that ends
+// (or had ended) while no handler runs cuts nothing short and is no error. A second Shutdown
 // returns ErrClosed. A handler that ignores its ctx keeps Shutdown waiting.
 func (r *Runner) Shutdown(ctx context.Context) error {
 	r.intake.Lock()
@@ -426,9 +439,17 @@ func (r *Runner) Shutdown(ctx context.Context) error {
 		select {
 		case <-done:
 		case <-ctx.Done():
-			ctxErr = ctx.Err()
+			// An ended ctx is an error only if it cut a handler short: a
+			// ctx that had ended before an idle Runner's Shutdown (the
+			// usual "<-ctx.Done(); r.Shutdown(ctx)") must not be one just
+			// because the idle workers had not yet left.
+			before := r.interrupted.Load()
+			busy := r.busy()
 			r.stopAll(errShutdown)
 			<-done
+			if busy || r.interrupted.Load() > before {
+				ctxErr = ctx.Err()
+			}
 		}
 		r.stopAll(ErrClosed)
 	}

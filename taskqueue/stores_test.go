@@ -521,3 +521,19 @@ func TestMemoryStoreBoundsFinishedTasks(t *testing.T) {
 		require.Error(t, err, "MaxFinished %d", bad)
 	}
 }
+
+func TestShutdownWithAnEndedCtxOnAnIdleRunnerIsClean(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r, err := taskqueue.New(taskqueue.Options{Workers: 4})
+		require.NoError(t, err)
+		require.NoError(t, taskqueue.Handle(r, "double", double))
+		ctx, cancel := context.WithCancel(context.Background())
+		require.NoError(t, r.Start(ctx))
+		info, err := r.Submit(ctx, "double", args{N: 1})
+		require.NoError(t, err)
+		_, err = r.Wait(ctx, info.ID)
+		require.NoError(t, err)
+		cancel() // as a service does on SIGTERM, then shuts down with the same ctx
+		require.NoError(t, r.Shutdown(ctx), "nothing was running, so nothing was cut short")
+	})
+}
