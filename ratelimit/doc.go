@@ -34,12 +34,13 @@
 // nothing. [GCRA] decides for a known key without taking any lock: its
 // per-key state is one atomic word, found through an index read without
 // locks and updated by compare-and-swap, so it is still exact under
-// contention. The others lock the key's shard. A new key takes the lock;
-// for GCRA it allocates one small node (a dropped node cannot be reused,
-// since a lock-free call may still hold it); for the others a stream of
-// new keys allocates nothing once the cap is reached, since evicted keys'
-// memory is reused (except that the token bucket needs a fresh
-// x/time/rate.Limiter when the reused one had not refilled).
+// contention. The others lock the key's shard. A new key takes the lock.
+// A stream of new keys allocates nothing once the cap is reached, since
+// dropped keys' memory is reused, except that the token bucket needs a
+// fresh x/time/rate.Limiter when the reused one had not refilled, and GCRA
+// a fresh 64-byte node when it evicts a key that still owed time (a
+// lock-free call may still hold that node, and reusing it is safe only
+// once the old key's TAT is in the past).
 //
 // Each limiter reads the clock once per call, through time.Now, so tests
 // can drive them with testing/synctest.

@@ -2,7 +2,6 @@ package ratelimit
 
 import (
 	"context"
-	"math"
 	"sync/atomic"
 	"time"
 )
@@ -21,7 +20,9 @@ import (
 // and allocates nothing: it finds the key through the table's lock-free
 // index and moves its TAT with a compare-and-swap, retrying if another
 // call moved it first, so concurrent calls on one key are still counted
-// exactly. A new key takes its shard's lock and allocates one node.
+// exactly. A new key takes its shard's lock, and reuses a dropped key's
+// node, or allocates one (64 bytes) when there is none or the dropped key
+// still owed time.
 type GCRA struct {
 	lim      Limit
 	interval int64
@@ -30,18 +31,17 @@ type GCRA struct {
 	t        *table[gcraState, *gcraState]
 }
 
-// gcraState is a key's TAT in nanoseconds since the limiter's epoch, or
-// deadTAT once the table has dropped the key.
+// gcraState is a key's TAT in nanoseconds since the limiter's epoch, never
+// negative, or, once the table has dropped the key, ^TAT (the bitwise
+// complement of its last TAT, so negative): a call that finds a negative
+// state looks the key up again under the lock.
 type gcraState struct{ tat atomic.Int64 }
-
-// deadTAT marks a dropped key's state: a call that finds it looks the key
-// up again under the lock.
-const deadTAT = math.MinInt64
 
 // idle: a TAT in the past says no more than a fresh key does.
 func (s *gcraState) idle(now int64) bool { return s.tat.Load() <= now }
 
-func (s *gcraState) reset(int64) { s.tat.Store(0) }
+// reset makes s fresh at now: a TAT of now admits a full burst.
+func (s *gcraState) reset(now int64) { s.tat.Store(now) }
 
 // retire makes s dead if its TAT is not after now. The compare-and-swap
 // makes the check and the drop one step, so an admission racing with it
@@ -50,16 +50,36 @@ func (s *gcraState) reset(int64) { s.tat.Store(0) }
 func (s *gcraState) retire(now int64) bool {
 	for {
 		v := s.tat.Load()
+		if v < 0 {
+			return true
+		}
 		if v > now {
 			return false
 		}
-		if v == deadTAT || s.tat.CompareAndSwap(v, deadTAT) {
+		if s.tat.CompareAndSwap(v, ^v) {
 			return true
 		}
 	}
 }
 
-func (s *gcraState) kill() { s.tat.Store(deadTAT) }
+func (s *gcraState) kill() {
+	for {
+		v := s.tat.Load()
+		if v < 0 || s.tat.CompareAndSwap(v, ^v) {
+			return
+		}
+	}
+}
+
+// reusable: a TAT only grows while a key lives, so if the dead key's last
+// TAT is before now, a fresh TAT of now, and every TAT the next key reaches
+// from it, is above every TAT the dead key held. A call still holding one
+// of those fails its compare-and-swap. A key evicted while it owed time
+// (TAT at or after now) leaves its node unused instead.
+func (s *gcraState) reusable(now int64) bool {
+	v := s.tat.Load()
+	return v < 0 && ^v < now
+}
 
 var _ Limiter = (*GCRA)(nil)
 
@@ -97,7 +117,7 @@ func (g *GCRA) AllowN(ctx context.Context, key string, n int) (Result, error) {
 	}
 	now := int64(time.Since(g.epoch))
 	sh, h := g.t.shard(key)
-	e := sh.find(h, key)
+	e, seq := sh.probe(h, key)
 	if e != nil {
 		e.mark()
 	}
@@ -105,11 +125,14 @@ func (g *GCRA) AllowN(ctx context.Context, key string, n int) (Result, error) {
 		if e == nil {
 			sh.mu.Lock()
 			e = g.t.node(sh, h, key, now)
+			seq = e.seq.Load()
 			sh.mu.Unlock()
 		}
 		old := e.s.tat.Load()
-		if old == deadTAT {
-			e = nil // dropped since it was found: look again under the lock
+		if old < 0 || e.seq.Load() != seq {
+			// Dropped, or recycled for another key, since it was found:
+			// look again under the lock.
+			e = nil
 			continue
 		}
 		tat := max(old, now)

@@ -19,29 +19,55 @@ func TestGCRAStateRetiresOnlyWhenIdle(t *testing.T) {
 		tat     int64
 		now     int64
 		retired bool
+		want    int64
 	}{
-		{"a TAT after now is kept", 101, 100, false},
-		{"a TAT at now is retired", 100, 100, true},
-		{"a TAT before now is retired", 5, 100, true},
-		{"a fresh state is retired", 0, 0, true},
-		{"a dead state stays dead", deadTAT, 100, true},
+		{"a TAT after now is kept", 101, 100, false, 101},
+		{"a TAT at now is retired", 100, 100, true, ^100},
+		{"a TAT before now is retired", 5, 100, true, ^5},
+		{"a fresh state is retired", 0, 0, true, ^0},
+		{"a dead state stays dead", ^7, 100, true, ^7},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var s gcraState
 			s.tat.Store(tc.tat)
 			require.Equal(t, tc.retired, s.retire(tc.now))
-			if tc.retired {
-				require.Equal(t, int64(deadTAT), s.tat.Load())
-			} else {
-				require.Equal(t, tc.tat, s.tat.Load())
-			}
+			require.Equal(t, tc.want, s.tat.Load())
 		})
 	}
-	t.Run("kill makes any state dead", func(t *testing.T) {
+}
+
+func TestGCRAStateIsReusedOnlyAboveEveryTATItHeld(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		tat      int64
+		now      int64
+		reusable bool
+	}{
+		{"a live state is not reusable", 5, 100, false},
+		{"a key dropped with its TAT before now is", ^99, 100, true},
+		{"a key dropped with its TAT at now is not", ^100, 100, false},
+		{"a key evicted while it owed time is not", ^150, 100, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var s gcraState
+			s.tat.Store(tc.tat)
+			require.Equal(t, tc.reusable, s.reusable(tc.now))
+		})
+	}
+	t.Run("kill keeps the last TAT and is idempotent", func(t *testing.T) {
 		var s gcraState
 		s.tat.Store(1 << 40)
 		s.kill()
-		require.Equal(t, int64(deadTAT), s.tat.Load())
+		require.Equal(t, int64(^(1 << 40)), s.tat.Load())
+		s.kill()
+		require.Equal(t, int64(^(1 << 40)), s.tat.Load())
+	})
+	t.Run("reset starts afresh at now", func(t *testing.T) {
+		var s gcraState
+		s.tat.Store(^99)
+		s.reset(100)
+		require.Equal(t, int64(100), s.tat.Load())
 	})
 }
 
@@ -86,14 +112,15 @@ func TestGCRAKnownKeyTakesNoLock(t *testing.T) {
 // while, in the same shard, new keys drop idle keys. Whether the calls land
 // on the key's old state before the drop or on its new state after it,
 // exactly Burst of them are admitted: a call that found the old state
-// just before it was dropped must not spend it and then also find a full
-// new one.
+// just before it was dropped must neither spend it and then also find a
+// full new one, nor spend the state of the new key its node was recycled
+// for.
 func TestGCRAIdleDropRacingAdmissionsCountsThemOnce(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		lim := Limit{Rate: 4, Period: time.Second, Burst: 4}
 		ctx := context.Background()
-		for round := range 5000 {
+		for round := range 10_000 {
 			g, err := NewGCRA(lim, Options{MaxKeys: 1024, Shards: 1})
 			require.NoError(t, err)
 			_, err = g.AllowN(ctx, "hot", 1)

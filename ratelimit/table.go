@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // table is the sharded, capped key → state map behind every in-memory
@@ -16,19 +17,19 @@ import (
 // for states kept under the shard lock, none when it can recycle an evicted
 // or idle key's.
 //
-// The index can be read without the lock (see find): its slots are atomic
-// and a grown index is published whole, and a node's key and hash never
-// change once it is published, except when a locked state's node is
-// recycled under the lock. So a limiter whose per-key state is itself
-// atomic (a [sharedState], such as GCRA's) finds a known key, marks it
-// used and updates it without taking any lock: the hash, a short probe
-// comparing stored hashes before keys, at most one flag write (none for a
-// key already marked) and its own compare-and-swap. Such nodes are never
-// recycled, because a reader may still hold one after it is dropped; a
-// dropped shared state is first made dead (see sharedState), so that such
-// a reader's update fails and it looks the key up again under the lock.
-// The other limiters lock the shard and use get, and their hit costs the
-// same probe and one lock.
+// The index can be read without the lock (see probe): its slots are atomic
+// and a grown index is published whole, and a node's key is a seqlock
+// (seq) that a reader checks around what it reads. So a limiter whose
+// per-key state is itself atomic (a [sharedState], such as GCRA's) finds a
+// known key, marks it used and updates it without taking any lock: the
+// hash, a short probe comparing stored hashes before keys, at most one
+// flag write (none for a key already marked) and its own compare-and-swap.
+// A dropped shared state is first made dead, so that a reader still
+// holding it fails and looks the key up again under the lock; its node is
+// recycled only if the state can start afresh above every value it held
+// (see sharedState), so a stale compare-and-swap can never succeed on the
+// node's next key. The other limiters lock the shard and use get, and
+// their hit costs the same probe and one lock.
 //
 // S is the per-key state; P its pointer type, which reports whether the
 // state has gone idle (carries no information any more) at a given time,
@@ -72,8 +73,13 @@ type entry[S any] struct {
 }
 
 type node[S any] struct {
-	key  string
-	hash uint64
+	// seq is odd while the node's key and state are being replaced under
+	// the lock; a lock-free reader trusts what it read between two equal,
+	// even loads of seq.
+	seq  atomic.Uint64
+	kptr atomic.Pointer[byte] // the key's bytes (unsafe.StringData)
+	klen atomic.Int64         // and length
+	hash uint64               // guarded by the shard lock; readers use entry.hash
 	// used is the CLOCK reference bit: set by a hit since the node was
 	// last put at the warm end. Hits set it only when it is clear, so a hot
 	// key's hit writes nothing.
@@ -103,6 +109,10 @@ type sharedState interface {
 	retire(now int64) bool
 	// kill makes the state dead whatever it holds.
 	kill()
+	// reusable reports whether a dead state can be reset at now to a fresh
+	// one whose every value differs from every value it held, so that a
+	// compare-and-swap by a reader still holding an old value must fail.
+	reusable(now int64) bool
 }
 
 func newTable[S any, P state[S]](o Options, grace time.Duration) *table[S, P] {
@@ -177,18 +187,27 @@ func (t *table[S, P]) node(sh *shard[S], h uint64, key string, now int64) *node[
 			}
 		case !t.steal(sh):
 			t.count.Add(-1)
-			return &node[S]{key: key, hash: h} // used once, never stored
+			n = &node[S]{hash: h} // used once, never stored
+			n.setKey(key)
+			return n
 		}
 	}
 	// Recycle a dropped node when that is safe, so that a steady churn of
 	// keys allocates nothing.
-	if n == nil || t.shared {
-		n = &node[S]{}
+	if n != nil && t.shared && !any(P(&n.s)).(sharedState).reusable(now) {
+		n = nil
+	}
+	if n == nil {
+		n = &node[S]{hash: h}
+		n.setKey(key)
 	} else {
+		n.seq.Add(1)
 		P(&n.s).reset(now)
 		n.used.Store(false)
+		n.hash = h
+		n.setKey(key)
+		n.seq.Add(1)
 	}
-	n.key, n.hash = key, h
 	sh.insert(n)
 	sh.pushFront(n)
 	return n
@@ -257,23 +276,54 @@ func (t *table[S, P]) remove(sh *shard[S], n *node[S]) {
 	t.count.Add(-1)
 }
 
-// find returns the node for key, or nil: a linear probe from h's slot,
-// comparing hashes first, up to the first empty slot. It needs no lock,
-// but without one it may miss a key that is being moved or added (the
-// caller then looks again under the lock), and what it finds may have
-// been dropped since.
+// find returns the node for key, or nil. sh.mu must be held.
 func (sh *shard[S]) find(h uint64, key string) *node[S] {
+	n, _ := sh.probe(h, key)
+	return n
+}
+
+// probe returns the node for key and the node's seq when it matched, or
+// nil: a linear probe from h's slot, comparing hashes first, up to the
+// first empty slot. It needs no lock, but without one it may miss a key
+// that is being moved, added or recycled (the caller then looks again
+// under the lock), and the node may have been dropped or recycled since:
+// a caller that reads the node's state checks seq again afterwards.
+func (sh *shard[S]) probe(h uint64, key string) (*node[S], uint64) {
 	x := sh.idx.Load()
 	for i := h & x.mask; ; i = (i + 1) & x.mask {
 		e := &x.slots[i]
 		n := e.node.Load()
 		if n == nil {
-			return nil
+			return nil, 0
 		}
-		if e.hash.Load() == h && n.hash == h && n.key == key {
-			return n
+		if e.hash.Load() == h {
+			if seq, ok := n.holds(key); ok {
+				return n, seq
+			}
 		}
 	}
+}
+
+// holds reports whether n's key is key, and n's seq at the time. It reads
+// the key only between two equal, even loads of seq, so it never pairs one
+// key's bytes with another's length; the bytes themselves never change.
+func (n *node[S]) holds(key string) (uint64, bool) {
+	seq := n.seq.Load()
+	p, l := n.kptr.Load(), n.klen.Load()
+	if seq&1 != 0 || n.seq.Load() != seq || int(l) != len(key) {
+		return seq, false
+	}
+	return seq, unsafe.String(p, l) == key
+}
+
+// key returns n's key. sh.mu must be held, or n unpublished.
+func (n *node[S]) key() string { return unsafe.String(n.kptr.Load(), n.klen.Load()) }
+
+// setKey sets n's key. sh.mu must be held and, if n is published, n.seq
+// odd.
+func (n *node[S]) setKey(key string) {
+	n.kptr.Store(unsafe.StringData(key))
+	n.klen.Store(int64(len(key)))
 }
 
 // mark sets n's reference bit, writing only if it is clear.

@@ -72,8 +72,8 @@ func TestTableIndexMatchesAMap(t *testing.T) {
 			listed := 0
 			for n := sh.head.next; n != &sh.head; n = n.next {
 				listed++
-				if sh.find(n.hash, n.key) != n {
-					t.Fatalf("%s is listed but not indexed", n.key)
+				if sh.find(n.hash, n.key()) != n {
+					t.Fatalf("%s is listed but not indexed", n.key())
 				}
 			}
 			if listed != sh.n {
