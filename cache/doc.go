@@ -76,7 +76,9 @@
 // reloaded in the background once per key (stale-while-revalidate); with
 // Options.StaleIfError, an expired value is served for that long if its
 // reload fails. A failed background reload keeps the old value and is
-// retried after NegativeTTL (or RefreshAfter when NegativeTTL is zero).
+// retried after NegativeTTL (or RefreshAfter when NegativeTTL is zero); a
+// failed load of an expired value served stale is retried after
+// NegativeTTL when that is set, and on the next lookup otherwise.
 //
 // [Cache.GetOrLoadMany] is the batch form: it loads every missing key with a
 // single [BulkLoader] call, sharing in-flight loads in both directions with

@@ -87,6 +87,7 @@ const (
 	miss       hit = iota // absent or expired
 	fresh                 // serve it
 	refreshDue            // serve it, and reload it in the background
+	staleRetry            // expired, but its reload failed lately: serve it stale
 )
 
 // classify says what a lookup that found e (maybe nil) should do. It reads
@@ -101,6 +102,9 @@ func classify[K comparable, V any](e *entry[K, V], t *int64) hit {
 			*t = now()
 		}
 		if e.expires != 0 && *t >= e.expires {
+			if r := e.retryAt.Load(); r != 0 && *t < r {
+				return staleRetry
+			}
 			return miss
 		}
 		if refreshAt != 0 && *t >= refreshAt {
@@ -142,6 +146,9 @@ func (c *Cache[K, V]) GetOrLoad(ctx context.Context, key K, loader Loader[K, V])
 				e.ref.Store(1)
 			}
 			c.hit(h)
+			if state == staleRetry {
+				c.counters.staleServed.Add(1)
+			}
 			if state == refreshDue && e.err == nil {
 				c.counters.staleServed.Add(1)
 				if e.refreshing.CompareAndSwap(false, true) {
@@ -321,6 +328,11 @@ func (c *Cache[K, V]) settle(s *shard[K, V], key K, h uint64, cl *call[V], v V, 
 			// RefreshAfter when no NegativeTTL is set.
 			cl.val, cl.err = e.value, nil
 			cl.stale = e.expires != 0 && clk.now() >= e.expires
+			if cl.stale && c.negativeTTL > 0 {
+				// Serve the stale value without asking the failing source
+				// again for NegativeTTL (but not past StaleIfError).
+				e.retryAt.Store(min(later(clk.now(), c.negativeTTL), e.keepUntil))
+			}
 			if c.refreshAfter > 0 {
 				retry := c.refreshAfter
 				if c.negativeTTL > 0 {

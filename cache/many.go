@@ -63,11 +63,15 @@ func (c *Cache[K, V]) GetOrLoadMany(ctx context.Context, keys []K, bulk BulkLoad
 		seen[key] = struct{}{}
 		h, s := c.locate(key)
 		var t int64
-		if e := s.find(key, h); classify(e, &t) != miss {
+		e := s.find(key, h)
+		if state := classify(e, &t); state != miss {
 			if e.ref.Load() == 0 {
 				e.ref.Store(1)
 			}
 			c.hit(h)
+			if state == staleRetry {
+				c.counters.staleServed.Add(1)
+			}
 			keep(key, e.value, e.err)
 			continue
 		}

@@ -66,8 +66,10 @@ type Options[K comparable, V any] struct {
 	StaleIfError time.Duration
 	// NegativeTTL, when positive, caches a loader error for this long, so a
 	// failing backend is asked at most once per key per NegativeTTL. Get
-	// reports such an entry as a miss; GetOrLoad returns its error. Defaults
-	// to 0 (errors are not cached).
+	// reports such an entry as a miss; GetOrLoad returns its error. When
+	// StaleIfError serves a stale value in place of the error, GetOrLoad
+	// keeps serving it for NegativeTTL (within StaleIfError) before it
+	// asks the source again. Defaults to 0 (errors are not cached).
 	NegativeTTL time.Duration
 	// LoadTimeout, when positive, bounds every load, foreground or
 	// background, on the loader's context. Defaults to 0 (loads end when the

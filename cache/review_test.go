@@ -2,6 +2,7 @@ package cache_test
 
 import (
 	"context"
+	"errors"
 	"math"
 	"runtime"
 	"sync/atomic"
@@ -168,4 +169,55 @@ func TestBackgroundRefreshesAreBounded(t *testing.T) {
 func TestNewRejectsNegativeMaxRefreshes(t *testing.T) {
 	_, err := cache.New(cache.Options[int, int]{MaxRefreshes: -1})
 	require.ErrorContains(t, err, "cache: MaxRefreshes must not be negative")
+}
+
+// With StaleIfError and NegativeTTL, a failed reload of an expired entry
+// serves the stale value, and the failing backend is asked again only
+// after NegativeTTL, as it is when no stale value exists: not on every
+// lookup.
+func TestStaleValueAfterAFailedLoadWaitsNegativeTTLBeforeRetrying(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCache(t, cache.Options[string, string]{TTL: time.Minute, StaleIfError: time.Minute, NegativeTTL: 10 * time.Second})
+		defer c.Close()
+		var loads atomic.Int32
+		var failing atomic.Bool
+		load := func(context.Context, string) (string, error) {
+			loads.Add(1)
+			if failing.Load() {
+				return "", errors.New("backend down")
+			}
+			return "v1", nil
+		}
+		ctx := context.Background()
+		_, err := c.GetOrLoad(ctx, "k", load)
+		require.NoError(t, err)
+		failing.Store(true)
+		time.Sleep(time.Minute)
+
+		for range 5 {
+			v, err := c.GetOrLoad(ctx, "k", load)
+			require.NoError(t, err)
+			require.Equal(t, "v1", v)
+		}
+		require.Equal(t, int32(2), loads.Load(), "one failed reload per NegativeTTL")
+		_, ok := c.Get("k")
+		require.False(t, ok, "Get still does not serve past TTL")
+
+		time.Sleep(10 * time.Second)
+		v, err := c.GetOrLoad(ctx, "k", load)
+		require.NoError(t, err)
+		require.Equal(t, "v1", v)
+		require.Equal(t, int32(3), loads.Load(), "retried once NegativeTTL passed")
+
+		failing.Store(false)
+		time.Sleep(10 * time.Second)
+		v, err = c.GetOrLoad(ctx, "k", load)
+		require.NoError(t, err)
+		require.Equal(t, "v1", v)
+		require.Equal(t, int32(4), loads.Load())
+		v, ok = c.Get("k")
+		require.True(t, ok, "the successful reload is fresh")
+		require.Equal(t, "v1", v)
+		require.Equal(t, uint64(6), c.Stats().StaleServed)
+	})
 }

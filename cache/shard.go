@@ -19,6 +19,10 @@ type entry[K comparable, V any] struct {
 	// refreshAt is when GetOrLoad reloads the entry in the background
 	// (0 = never); a failed reload pushes it back.
 	refreshAt atomic.Int64
+	// retryAt, set when a load of the expired entry failed and its stale
+	// value was served instead (StaleIfError with NegativeTTL), is until
+	// when GetOrLoad keeps serving it rather than loading again.
+	retryAt atomic.Int64
 	// ref is the CLOCK reference bit. Readers set it only when it is clear,
 	// so a hit on a hot entry writes nothing and its cache line stays
 	// shared between cores.
