@@ -64,9 +64,9 @@ type MemoryStore struct {
 	capacity int
 	maxDone  int // MaxFinished
 	tasks    map[string]*memTask
-	peak     int                 // len(tasks) high-water mark since the map was last rebuilt
-	running  map[string]*memTask // the running tasks: a small map, quick to search
-	unique   map[string]*memTask
+	peak     int                    // len(tasks) high-water mark since the map was last rebuilt
+	running  map[string]*memTask    // the running tasks: a small map, quick to search
+	unique   map[uniqueKey]*memTask // live tasks by kind and UniqueKey
 	upeak    int
 	ready    deque // due tasks, first come first served; may hold dead entries
 	live     int   // pending tasks in ready
@@ -100,6 +100,9 @@ func (mt *memTask) info() Info {
 	return in
 }
 
+// uniqueKey scopes a UniqueKey to its kind.
+type uniqueKey struct{ kind, key string }
+
 type waiter struct {
 	ch       chan struct{}
 	kinds    []string
@@ -126,7 +129,7 @@ func NewMemoryStore(opts MemoryOptions) (*MemoryStore, error) {
 		maxDone:  opts.MaxFinished,
 		tasks:    make(map[string]*memTask),
 		running:  make(map[string]*memTask),
-		unique:   make(map[string]*memTask),
+		unique:   make(map[uniqueKey]*memTask),
 	}, nil
 }
 
@@ -183,7 +186,7 @@ func (s *MemoryStore) Insert(ctx context.Context, t Task) (Info, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if t.UniqueKey != "" {
-		if mt := s.unique[t.UniqueKey]; mt != nil {
+		if mt := s.unique[uniqueKey{t.Kind, t.UniqueKey}]; mt != nil {
 			return mt.info(), false, nil
 		}
 	}
@@ -207,7 +210,7 @@ func (s *MemoryStore) Insert(ctx context.Context, t Task) (Info, bool, error) {
 	s.tasks[mt.ID] = mt
 	s.peak = max(s.peak, len(s.tasks))
 	if mt.UniqueKey != "" {
-		s.unique[mt.UniqueKey] = mt
+		s.unique[uniqueKey{mt.Kind, mt.UniqueKey}] = mt
 		s.upeak = max(s.upeak, len(s.unique))
 	}
 	if k := len(s.order); k == 0 || compareTask(s.order[k-1], mt) < 0 {
@@ -455,8 +458,8 @@ func (s *MemoryStore) finish(mt *memTask, o Outcome, n time.Time) {
 	s.setStatus(mt, o.Status)
 	mt.Result, mt.Error, mt.FinishedAt = o.Result, o.Error, n
 	mt.Payload = nil // no longer needed, and finished tasks are kept a while
-	if mt.UniqueKey != "" && s.unique[mt.UniqueKey] == mt {
-		delete(s.unique, mt.UniqueKey)
+	if k := (uniqueKey{mt.Kind, mt.UniqueKey}); mt.UniqueKey != "" && s.unique[k] == mt {
+		delete(s.unique, k)
 	}
 	s.finished.push(mt)
 	if s.finished.len() > s.maxDone {
@@ -629,8 +632,8 @@ func (s *MemoryStore) shrink() {
 	}
 }
 
-func maps2(m map[string]*memTask) map[string]*memTask {
-	out := make(map[string]*memTask, len(m))
+func maps2[K comparable](m map[K]*memTask) map[K]*memTask {
+	out := make(map[K]*memTask, len(m))
 	for k, v := range m {
 		out[k] = v
 	}

@@ -236,9 +236,10 @@ func RunAt(t time.Time) SubmitOption {
 	}
 }
 
-// UniqueKey deduplicates the task: while a pending or running task holds
-// key, Submit with the same key returns that task instead of a new one.
-// Once the task finishes, the key is free again. key must be 1 to 256
+// UniqueKey deduplicates the task: while a pending or running task of the
+// same kind holds key, Submit with the same key returns that task instead
+// of a new one. Keys are scoped to their kind, so tasks of two kinds may
+// hold one key. Once the task finishes, the key is free again. key must be 1 to 256
 // bytes, or Submit fails.
 func UniqueKey(key string) SubmitOption {
 	return func(c *submitConfig) {

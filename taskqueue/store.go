@@ -28,13 +28,14 @@ type Store interface {
 	// Insert stores t as a pending task due at t.RunAt (at once when zero).
 	// The store sets CreatedAt; the Runner has filled ID, Kind, MaxAttempts,
 	// UniqueKey, Payload and Timeout. When t.UniqueKey is not empty and a
-	// pending or running task holds that key, Insert stores nothing and
-	// returns that task with inserted false. A store that is full returns
-	// ErrQueueFull. An id the store already holds is an error, and the
-	// task holding it is left alone. Concurrent Inserts of one UniqueKey,
-	// from any number of processes, store one task. The store may keep t.Payload without copying it; the
-	// Infos it returns, here and from every other method, share no bytes
-	// with what it holds.
+	// pending or running task of t.Kind holds that key, Insert stores
+	// nothing and returns that task with inserted false; concurrent
+	// Inserts of one kind and key, from any number of processes, store one
+	// task. A store that is full returns ErrQueueFull. An id the store
+	// already holds is an error, and the task holding it is left alone.
+	// The store may keep t.Payload without copying it; the Infos it
+	// returns, here and from every other method, share no bytes with what
+	// it holds.
 	Insert(ctx context.Context, t Task) (info Info, inserted bool, err error)
 
 	// Claim waits until a pending task of one of kinds (nil: any kind) is

@@ -544,6 +544,7 @@ func uniqueKeyRaces(t *testing.T, newStore func(*testing.T) taskqueue.Store) {
 			<-release
 			return Result{Double: 2 * p.N}, nil
 		})
+		handle(t, r, "other", double)
 	}
 	opts := taskqueue.Options{MaxAttempts: 2, PollInterval: time.Second, Backoff: func(int) time.Duration { return time.Minute }}
 	a, bb := twoRunners(t, newStore, opts, register)
@@ -599,4 +600,12 @@ func uniqueKeyRaces(t *testing.T, newStore func(*testing.T) taskqueue.Store) {
 	require.NoError(t, bb.r.Cancel(context.Background(), next.ID))
 	last := bb.submit("keyed", Payload{}, taskqueue.UniqueKey("k"), taskqueue.Delay(time.Hour))
 	require.NotEqual(t, next.ID, last.ID, "free once the task was cancelled")
+
+	// A key is unique within its kind: another kind's live task with the
+	// same key is not this task.
+	other := a.submit("other", Payload{}, taskqueue.UniqueKey("k"), taskqueue.Delay(time.Hour))
+	require.NotEqual(t, last.ID, other.ID)
+	require.Equal(t, "other", other.Kind)
+	require.Equal(t, other.ID, bb.submit("other", Payload{}, taskqueue.UniqueKey("k")).ID)
+	require.Equal(t, last.ID, a.submit("keyed", Payload{}, taskqueue.UniqueKey("k")).ID)
 }
