@@ -55,7 +55,8 @@ type Options struct {
 	// an error after it is a failed attempt with a message saying so. Zero
 	// means no limit.
 	Timeout time.Duration
-	// Backoff gives the delay before each retry. Defaults to
+	// Backoff gives the delay before each retry; if it panics, the panic
+	// is logged and DefaultBackoff's delay is used. Defaults to
 	// DefaultBackoff.
 	Backoff Backoff
 	// ProgressInterval is the least time between two progress writes to the

@@ -537,3 +537,27 @@ func TestShutdownWithAnEndedCtxOnAnIdleRunnerIsClean(t *testing.T) {
 		require.NoError(t, r.Shutdown(ctx), "nothing was running, so nothing was cut short")
 	})
 }
+
+func TestBackoffPanicIsContained(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r, err := taskqueue.New(taskqueue.Options{MaxAttempts: 2, Backoff: func(int) time.Duration { panic("bad backoff") }})
+		require.NoError(t, err)
+		require.NoError(t, taskqueue.Handle(r, "flaky", func(ctx context.Context, job *taskqueue.Job, _ int) (int, error) {
+			if job.Attempt() == 1 {
+				return 0, errors.New("again")
+			}
+			return 1, nil
+		}))
+		require.NoError(t, r.Start(context.Background()))
+		start := time.Now()
+		info, err := r.Submit(context.Background(), "flaky", 0)
+		require.NoError(t, err)
+		done, err := r.Wait(context.Background(), info.ID)
+		require.NoError(t, err)
+		require.Equal(t, taskqueue.StatusSucceeded, done.Status, "retried as by DefaultBackoff")
+		require.Equal(t, 2, done.Attempt)
+		wait := done.StartedAt.Sub(start)
+		require.True(t, wait >= 500*time.Millisecond && wait <= time.Second, "DefaultBackoff's first delay, got %v", wait)
+		require.NoError(t, r.Shutdown(context.Background()))
+	})
+}

@@ -207,7 +207,20 @@ func (r *Runner) record(t *Task, ctx, all context.Context, res json.RawMessage, 
 	if IsPermanent(err) || t.Attempt >= t.MaxAttempts {
 		return r.store.Finish(sctx, t.ID, t.ClaimToken, Outcome{Status: StatusFailed, Error: msg})
 	}
-	return r.store.Retry(sctx, t.ID, t.ClaimToken, max(r.opts.Backoff(t.Attempt), 0), msg)
+	return r.store.Retry(sctx, t.ID, t.ClaimToken, r.backoff(t), msg)
+}
+
+// backoff returns Options.Backoff's delay after t's attempt, or
+// DefaultBackoff's if Options.Backoff panics: the panic is logged, and it
+// must not take the worker, or the process, with it.
+func (r *Runner) backoff(t *Task) (d time.Duration) {
+	defer func() {
+		if v := recover(); v != nil {
+			r.opts.Logger.Error("taskqueue: Backoff panicked; using DefaultBackoff", "id", t.ID, "attempt", t.Attempt, "panic", v)
+			d = DefaultBackoff(t.Attempt)
+		}
+	}()
+	return max(r.opts.Backoff(t.Attempt), 0)
 }
 
 // Job is a handler's view of the attempt it is running. Its methods are
