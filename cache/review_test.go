@@ -221,3 +221,43 @@ func TestStaleValueAfterAFailedLoadWaitsNegativeTTLBeforeRetrying(t *testing.T) 
 		require.Equal(t, uint64(6), c.Stats().StaleServed)
 	})
 }
+
+// A background refresh that a Set, Delete or Purge overtakes does not
+// store its result: the write wins, as it does over a foreground load.
+func TestWriteDuringARefreshIsNotUndoneByIt(t *testing.T) {
+	for _, op := range []string{"Set", "Delete", "Purge"} {
+		t.Run(op+" wins over the refresh in flight", func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				c := newCache(t, cache.Options[string, string]{TTL: time.Hour, RefreshAfter: time.Minute})
+				defer c.Close()
+				c.Set("k", "v1")
+				time.Sleep(time.Minute)
+				v, err := c.GetOrLoad(context.Background(), "k", func(context.Context, string) (string, error) {
+					time.Sleep(time.Second)
+					return "refreshed", nil
+				})
+				require.NoError(t, err)
+				require.Equal(t, "v1", v)
+				time.Sleep(time.Millisecond)
+				switch op {
+				case "Set":
+					c.Set("k", "new")
+				case "Delete":
+					c.Delete("k")
+				case "Purge":
+					c.Purge()
+				}
+				time.Sleep(2 * time.Second)
+				synctest.Wait()
+				require.Equal(t, uint64(1), c.Stats().Loads, "the refresh ran")
+				v, ok := c.Get("k")
+				if op == "Set" {
+					require.True(t, ok)
+					require.Equal(t, "new", v)
+				} else {
+					require.False(t, ok)
+				}
+			})
+		})
+	}
+}
