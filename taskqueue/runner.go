@@ -162,7 +162,10 @@ func (r *Runner) Start(ctx context.Context) error {
 	claims, stopClaims := context.WithCancel(all)
 	r.stopAll, r.stopClaims = stopAll, stopClaims
 	context.AfterFunc(all, func() { r.cancelRunning(context.Cause(all)) })
-	r.slots = make([]runSlot, r.opts.Workers)
+	slots := make([]runSlot, r.opts.Workers)
+	r.mu.Lock() // Cancel reads slots under mu, and may run now
+	r.slots = slots
+	r.mu.Unlock()
 	r.wg.Add(r.opts.Workers + 1)
 	for i := range r.opts.Workers {
 		go r.work(i, claims, all)

@@ -561,3 +561,45 @@ func TestBackoffPanicIsContained(t *testing.T) {
 		require.NoError(t, r.Shutdown(context.Background()))
 	})
 }
+
+func TestCancelConcurrentWithStartIsRaceFree(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		store, err := taskqueue.NewMemoryStore(taskqueue.MemoryOptions{})
+		require.NoError(t, err)
+		newR := func() *taskqueue.Runner {
+			r, err := taskqueue.New(taskqueue.Options{Store: store})
+			require.NoError(t, err)
+			require.NoError(t, taskqueue.Handle(r, "wait", func(ctx context.Context, _ *taskqueue.Job, _ int) (int, error) {
+				<-ctx.Done()
+				return 0, ctx.Err()
+			}))
+			return r
+		}
+		running := newR()
+		require.NoError(t, running.Start(ctx))
+		info, err := running.Submit(ctx, "wait", 0)
+		require.NoError(t, err)
+		synctest.Wait()
+
+		// A second process's Runner starting up while a caller cancels, through
+		// it, the task the first one runs.
+		starting := newR()
+		started := make(chan error)
+		go func() { started <- starting.Start(ctx) }()
+		require.NoError(t, starting.Cancel(ctx, info.ID))
+		require.NoError(t, <-started)
+		require.NoError(t, starting.Shutdown(ctx))
+		// A MemoryStore carries no cancel to the Runner running the task:
+		// its handler runs on until that Runner's Shutdown interrupts it,
+		// and the release turns into the recorded cancel.
+		deadline, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		var se *taskqueue.ShutdownError
+		require.ErrorAs(t, running.Shutdown(deadline), &se)
+		require.Equal(t, &taskqueue.ShutdownError{Err: context.DeadlineExceeded}, se)
+		done, err := running.Get(ctx, info.ID)
+		require.NoError(t, err)
+		require.Equal(t, taskqueue.StatusCanceled, done.Status)
+	})
+}
