@@ -603,3 +603,18 @@ func TestCancelConcurrentWithStartIsRaceFree(t *testing.T) {
 		require.Equal(t, taskqueue.StatusCanceled, done.Status)
 	})
 }
+
+func TestSubscribeConcurrentWithStartIsRaceFree(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		r := newRunner(t, taskqueue.Options{})
+		info, err := r.Submit(ctx, "double", args{N: 2})
+		require.NoError(t, err)
+		started := make(chan error)
+		go func() { started <- r.Start(ctx) }()
+		done, err := r.Wait(ctx, info.ID)
+		require.NoError(t, err)
+		require.JSONEq(t, "4", string(done.Result))
+		require.NoError(t, <-started)
+	})
+}

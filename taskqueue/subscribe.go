@@ -148,7 +148,7 @@ func (r *Runner) Subscribe(ctx context.Context, id string) (<-chan Info, error) 
 	// Read again now that updates reach s, so that a change made between
 	// the first read and the registration, above all the terminal one, is
 	// not missed.
-	latest, err := r.store.Get(r.storeCtx, id)
+	latest, err := r.store.Get(ctx, id)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if s.done {
