@@ -325,3 +325,43 @@ func TestLocalCopyDoesNotOutliveTheRedisTTLByDefault(t *testing.T) {
 		return err == nil && !ok
 	}, 5*time.Second, 20*time.Millisecond, "the local copy expired with the Redis one")
 }
+
+// A load that read the source of truth before another instance's write
+// and Delete must not put the old value back into Redis once it has heard
+// the invalidation of that Delete.
+func TestSlowLoadDoesNotRestoreAValueDeletedMeanwhile(t *testing.T) {
+	client, ns := setup(t)
+	ctx := context.Background()
+	heard := make(chan string, 10)
+	a := newTier(t, rediscache.Options[int, user]{Client: ownClient(t, client), Namespace: ns, TTL: time.Minute, Invalidate: true,
+		OnInvalidate: func(k string) { heard <- k }})
+	b := newTier(t, rediscache.Options[int, user]{Client: ownClient(t, client), Namespace: ns, TTL: time.Minute, Invalidate: true})
+
+	started, unblock := make(chan struct{}), make(chan struct{})
+	loaded := make(chan error, 1)
+	go func() {
+		_, err := a.GetOrLoad(ctx, 11, func(context.Context, int) (user, error) {
+			close(started)
+			<-unblock
+			return user{11, "old"}, nil // read before the write behind b's Delete
+		})
+		loaded <- err
+	}()
+	<-started
+	require.NoError(t, b.Delete(ctx, 11))
+	select {
+	case k := <-heard:
+		require.Equal(t, "11", k)
+	case <-time.After(5 * time.Second):
+		t.Fatal("a did not hear the invalidation")
+	}
+	close(unblock)
+	require.NoError(t, <-loaded)
+
+	n, err := client.Exists(ctx, ns+"v:11").Result()
+	require.NoError(t, err)
+	require.Zero(t, n, "the value read before the Delete was not written back to Redis")
+	_, ok, err := a.Get(ctx, 11)
+	require.NoError(t, err)
+	require.False(t, ok, "nor kept locally")
+}

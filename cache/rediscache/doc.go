@@ -21,9 +21,13 @@
 // A loaded value is written to Redis with SET NX: a value that appeared
 // meanwhile, from a [Cache.Set] or another instance's load, is at least as
 // new as what the loader read, and is kept (a value that could not be
-// decoded is replaced). A [Cache.Delete] racing a slow load cannot be
-// guarded that way: the load may write the value it read after the
-// delete, and it lives in Redis until Options.TTL.
+// decoded is replaced). A [Cache.Delete] racing a slow load is guarded
+// differently: a load that hears of the key's deletion or invalidation
+// while it runs (on its own instance, or by pub/sub with
+// Options.Invalidate) writes nothing back. What remains is a window of
+// about one message delivery between another instance's DEL and this
+// instance hearing of it, in which a load that ends then can still write
+// the value it read; it lives in Redis until Options.TTL.
 //
 // # Redis failures
 //

@@ -64,6 +64,11 @@ type Cache[K comparable, V any] struct {
 	// gen counts local drops and writes, so that a Get that read Redis
 	// while one ran does not keep what it read.
 	gen atomic.Uint64
+	// loading holds the keys this instance is loading (at most one load
+	// per key, by the local tier's single flight), so that a drop of the
+	// key stops the load from writing what it read back to Redis.
+	loadingMu sync.Mutex
+	loading   map[string]*load
 
 	redisHits, redisMisses, errs, loads, lockWaits, invalidations atomic.Uint64
 }
@@ -124,6 +129,7 @@ func New[K comparable, V any](ctx context.Context, opts Options[K, V]) (*Cache[K
 		pollMax:      opts.LockPollMax,
 		onError:      opts.OnError,
 		id:           token(),
+		loading:      make(map[string]*load),
 	}
 	if c.key == nil {
 		c.key = defaultKey[K]()
@@ -178,14 +184,16 @@ func (c *Cache[K, V]) GetOrLoad(ctx context.Context, key K, loader cache.Loader[
 		}
 	}
 	return c.local.GetOrLoad(ctx, skey, func(ctx context.Context, skey string) (V, error) {
+		l := c.track(skey)
+		defer c.untrack(skey, l)
 		v, found, err := c.fromRedis(ctx, skey)
 		if found {
 			return v, nil
 		}
 		if err == nil && c.lockTTL > 0 {
-			return c.loadLocked(ctx, key, skey, loader)
+			return c.loadLocked(ctx, l, key, skey, loader)
 		}
-		return c.loadAndStore(ctx, key, skey, loader, corrupt(err))
+		return c.loadAndStore(ctx, l, key, skey, loader, corrupt(err))
 	})
 }
 
@@ -348,25 +356,51 @@ func (c *Cache[K, V]) toRedis(ctx context.Context, skey string, v V, replace boo
 	return nil
 }
 
+// load is one load of a key by this instance; dropped is set when the key
+// is deleted or invalidated while it runs.
+type load struct{ dropped atomic.Bool }
+
+// track registers a load of skey.
+func (c *Cache[K, V]) track(skey string) *load {
+	l := new(load)
+	c.loadingMu.Lock()
+	c.loading[skey] = l
+	c.loadingMu.Unlock()
+	return l
+}
+
+// untrack removes l, unless a newer load of skey replaced it.
+func (c *Cache[K, V]) untrack(skey string, l *load) {
+	c.loadingMu.Lock()
+	if c.loading[skey] == l {
+		delete(c.loading, skey)
+	}
+	c.loadingMu.Unlock()
+}
+
 // loadAndStore calls loader and writes its value to Redis; a failed write
 // is counted but the value is still returned. The write does not replace a
 // value already in Redis (SET NX): one written meanwhile, by a Set or by
 // another instance's load, is at least as new as what this load read.
-// With replace, as for a value that could not be decoded, it does.
-func (c *Cache[K, V]) loadAndStore(ctx context.Context, key K, skey string, loader cache.Loader[K, V], replace bool) (V, error) {
+// With replace, as for a value that could not be decoded, it does. No
+// write happens if the key was deleted or invalidated during the load:
+// what the loader read may predate the change behind that.
+func (c *Cache[K, V]) loadAndStore(ctx context.Context, l *load, key K, skey string, loader cache.Loader[K, V], replace bool) (V, error) {
 	c.loads.Add(1)
 	v, err := loader(ctx, key)
 	if err != nil {
 		return v, err
 	}
-	_ = c.toRedis(ctx, skey, v, replace)
+	if !l.dropped.Load() {
+		_ = c.toRedis(ctx, skey, v, replace)
+	}
 	return v, nil
 }
 
 // loadLocked loads skey under a Redis lock so that one instance loads it
 // while the others poll Redis for the value with growing waits. A Redis
 // error while locking or polling makes this instance load on its own.
-func (c *Cache[K, V]) loadLocked(ctx context.Context, key K, skey string, loader cache.Loader[K, V]) (V, error) {
+func (c *Cache[K, V]) loadLocked(ctx context.Context, l *load, key K, skey string, loader cache.Loader[K, V]) (V, error) {
 	var zero V
 	owner, lkey := token(), c.lockKey(skey)
 	wait := c.poll
@@ -378,7 +412,7 @@ func (c *Cache[K, V]) loadLocked(ctx context.Context, key K, skey string, loader
 		cancel()
 		if err != nil {
 			_ = c.fail("lock", err)
-			return c.loadAndStore(ctx, key, skey, loader, false)
+			return c.loadAndStore(ctx, l, key, skey, loader, false)
 		}
 		if ok {
 			defer c.unlock(ctx, lkey, owner)
@@ -388,7 +422,7 @@ func (c *Cache[K, V]) loadLocked(ctx context.Context, key K, skey string, loader
 			if found {
 				return v, nil
 			}
-			return c.loadAndStore(ctx, key, skey, loader, corrupt(err))
+			return c.loadAndStore(ctx, l, key, skey, loader, corrupt(err))
 		}
 		if !waited {
 			waited = true
@@ -411,7 +445,7 @@ func (c *Cache[K, V]) loadLocked(ctx context.Context, key K, skey string, loader
 			return v, nil
 		}
 		if err != nil {
-			return c.loadAndStore(ctx, key, skey, loader, corrupt(err))
+			return c.loadAndStore(ctx, l, key, skey, loader, corrupt(err))
 		}
 	}
 }
@@ -484,6 +518,11 @@ func (c *Cache[K, V]) bound(ctx context.Context) (context.Context, context.Cance
 // reading Redis meanwhile not to keep what it read.
 func (c *Cache[K, V]) drop(skey string) {
 	c.gen.Add(1)
+	c.loadingMu.Lock()
+	if l := c.loading[skey]; l != nil {
+		l.dropped.Store(true)
+	}
+	c.loadingMu.Unlock()
 	c.local.Delete(skey)
 }
 
