@@ -157,3 +157,54 @@ func TestGCRAIdleDropRacingAdmissionsCountsThemOnce(t *testing.T) {
 		}
 	})
 }
+
+// TestGCRAChurnUnderContention runs callers over more keys than the cap
+// while time moves on, so that keys are evicted, dropped idle and their
+// nodes recycled while other callers still hold them. Every result must be
+// well formed, the cap must hold, and, once the callers stop, every node
+// in the index must hold a live state under its own key.
+func TestGCRAChurnUnderContention(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		lim := Limit{Rate: 4, Period: time.Millisecond, Burst: 4}
+		const maxKeys = 64
+		g, err := NewGCRA(lim, Options{MaxKeys: maxKeys, Shards: 4})
+		require.NoError(t, err)
+		ctx := context.Background()
+		var wg sync.WaitGroup
+		for w := range 8 {
+			wg.Go(func() {
+				for i := range 3000 {
+					key := "k" + strconv.Itoa((i*7+w*13)%200)
+					res, err := g.AllowN(ctx, key, 1+i%2)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if res.Remaining < 0 || res.Remaining > lim.Burst || res.Allowed != (res.RetryAfter == 0) ||
+						res.RetryAfter < 0 || res.ResetAfter < 0 || res.ResetAfter > lim.Period {
+						t.Errorf("%s: malformed result %+v", key, res)
+						return
+					}
+					switch {
+					case i%400 == 0: // long enough for every key to go idle
+						time.Sleep(3 * lim.Period)
+					case i%50 == 0:
+						time.Sleep(lim.Interval())
+					}
+				}
+			})
+		}
+		wg.Wait()
+		require.LessOrEqual(t, g.Len(), maxKeys)
+		require.Equal(t, int64(g.Len()), g.t.count.Load())
+		for i := range g.t.shards {
+			sh := &g.t.shards[i]
+			for n := sh.head.next; n != &sh.head; n = n.next {
+				require.GreaterOrEqual(t, n.s.tat.Load(), int64(0), "%s is listed with a dead state", n.key())
+				require.Zero(t, n.seq.Load()&1)
+				require.Same(t, n, sh.find(n.hash, n.key()))
+			}
+		}
+	})
+}
