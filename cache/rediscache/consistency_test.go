@@ -365,3 +365,52 @@ func TestSlowLoadDoesNotRestoreAValueDeletedMeanwhile(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, ok, "nor kept locally")
 }
+
+// A load in flight while the subscription was cut may have missed the
+// invalidation of its key: once resubscribed, it writes nothing back.
+func TestLoadDuringACutSubscriptionDoesNotWriteBack(t *testing.T) {
+	client, ns := setup(t)
+	ctx := context.Background()
+	proxy, err := faultproxy.New(client.Options().Addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = proxy.Close() })
+	opts := *client.Options()
+	opts.Addr = proxy.Addr()
+	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = 200*time.Millisecond, 200*time.Millisecond, 200*time.Millisecond
+	proxied := redis.NewClient(&opts)
+	t.Cleanup(func() { _ = proxied.Close() })
+
+	resubscribed := make(chan struct{}, 10)
+	a := newTier(t, rediscache.Options[int, user]{Client: ownClient(t, client), Namespace: ns, TTL: time.Minute, Invalidate: true})
+	b := newTier(t, rediscache.Options[int, user]{Client: proxied, Namespace: ns, TTL: time.Minute, Invalidate: true,
+		OnError: func(op string, err error) {
+			if op == "subscribe" {
+				resubscribed <- struct{}{}
+			}
+		}})
+
+	started, unblock := make(chan struct{}), make(chan struct{})
+	loaded := make(chan error, 1)
+	go func() {
+		_, err := b.GetOrLoad(ctx, 13, func(context.Context, int) (user, error) {
+			close(started)
+			<-unblock
+			return user{13, "old"}, nil
+		})
+		loaded <- err
+	}()
+	<-started
+	proxy.Cut()
+	require.NoError(t, a.Delete(ctx, 13)) // b cannot hear this
+	proxy.Restore()
+	select {
+	case <-resubscribed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("b did not resubscribe")
+	}
+	close(unblock)
+	require.NoError(t, <-loaded)
+	n, err := client.Exists(ctx, ns+"v:13").Result()
+	require.NoError(t, err)
+	require.Zero(t, n, "the load that may have missed an invalidation wrote nothing back")
+}

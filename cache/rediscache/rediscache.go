@@ -480,16 +480,15 @@ func (c *Cache[K, V]) publish(ctx context.Context, skey string) error {
 // until Close closes the subscription and with it ch. The confirmation of
 // the first subscription was read by New, so a confirmation seen here
 // means go-redis has reconnected and subscribed again: messages published
-// in between were lost, so every local copy is dropped and the gap is
-// reported as [ErrResubscribed].
+// in between were lost, so every local copy is dropped, no load in flight
+// writes back to Redis, and the gap is reported as [ErrResubscribed].
 func (c *Cache[K, V]) subscribe(ch <-chan any) {
 	defer close(c.done)
 	for m := range ch {
 		switch m := m.(type) {
 		case *redis.Subscription:
 			if m.Kind == "subscribe" {
-				c.gen.Add(1)
-				c.local.Purge()
+				c.dropAll()
 				_ = c.fail("subscribe", ErrResubscribed)
 			}
 		case *redis.Message:
@@ -524,6 +523,18 @@ func (c *Cache[K, V]) drop(skey string) {
 	}
 	c.loadingMu.Unlock()
 	c.local.Delete(skey)
+}
+
+// dropAll empties the local tier and stops every load in flight from
+// writing back to Redis, as if every key had been invalidated.
+func (c *Cache[K, V]) dropAll() {
+	c.gen.Add(1)
+	c.loadingMu.Lock()
+	for _, l := range c.loading {
+		l.dropped.Store(true)
+	}
+	c.loadingMu.Unlock()
+	c.local.Purge()
 }
 
 // fail counts err, reports it to OnError, and returns it wrapped with op.
