@@ -96,7 +96,8 @@
 // # Statistics
 //
 // [Cache.Stats] reports hits, misses, loads, load errors, coalesced waiters,
-// stale values served, refreshes, evictions and expirations. Hits and misses
+// stale values served, refreshes (and those skipped by MaxRefreshes),
+// evictions and expirations. Hits and misses
 // are counted on striped counters and summed on demand, so counting does
 // not make parallel readers contend on one counter.
 package cache
