@@ -39,6 +39,7 @@ type batch[T, R any] struct {
 	_    [56]byte
 
 	mode     mode
+	workers  int32 // how many workers run the batch (packed beside mode)
 	items    []T
 	fn       func(context.Context, T) (R, error)
 	parent   context.Context
@@ -47,7 +48,6 @@ type batch[T, R any] struct {
 	timeout  time.Duration
 	limiter  *rate.Limiter
 	failFast bool
-	workers  int // how many workers run the batch
 
 	out  []R             // modeMap
 	res  []Result[R]     // modeSettle
@@ -93,24 +93,24 @@ func (b *batch[T, R]) run(w int) {
 
 // start starts w workers.
 func (b *batch[T, R]) start(w int) {
-	b.workers = w
-	spans := make([]span, w)
+	b.workers = int32(w)
 	b.wg.Add(w)
-	for k := range spans {
-		go b.worker(&spans[k])
+	for range w {
+		go b.worker()
 	}
 }
 
 // worker is one worker goroutine.
-func (b *batch[T, R]) worker(s *span) {
+func (b *batch[T, R]) worker() {
 	defer b.wg.Done()
-	b.work(s)
+	var s span
+	b.work(&s)
 }
 
 // span is a worker's claim on the items: it runs [lo, hi) itself, in
-// order, and claims size items at its next claim. It lives outside the
-// worker's stack so that the loop can resume it after a recovered panic,
-// and a replacement goroutine after runtime.Goexit.
+// order, and claims size items at its next claim. It lives in the worker's
+// frame, outside loop's, so that loop can resume it after a recovered
+// panic; after runtime.Goexit a copy goes to the replacement goroutine.
 type span struct {
 	lo, hi, size int
 }
@@ -152,7 +152,7 @@ func (b *batch[T, R]) nextClaim(size int, d time.Duration, left int) int {
 	if d > claimTarget {
 		return 1
 	}
-	size = min(2*size, maxClaim, left/(claimShare*b.workers))
+	size = min(2*size, maxClaim, left/(claimShare*int(b.workers)))
 	return max(size, 1)
 }
 
@@ -175,18 +175,23 @@ func (b *batch[T, R]) loop(s *span) (finished bool) {
 		// the item and hand the rest of the work to a replacement, so the
 		// worker count and every item's outcome are kept.
 		b.record(i, Result[R]{Err: errGoexit})
-		b.wg.Go(func() { b.work(s) })
+		rest := *s
+		b.wg.Go(func() { b.work(&rest) })
 	}()
 	n := int64(len(b.items))
 	if b.timeout == 0 && b.limiter == nil {
 		// The hot paths, with the fields the loop reads held in locals.
 		ctx, items, fn := b.ctx, b.items, b.fn
 		// Claims are timed on the monotonic clock alone: time.Since reads
-		// it once, where time.Now reads the wall clock too.
-		base := time.Now()
+		// it once, where time.Now reads the wall clock too. A run too small
+		// for any claim to grow past one item (a handful of calls in a
+		// request handler) reads no clock at all.
+		adaptive := n >= 2*claimShare*int64(b.workers)
+		var base time.Time
 		var t0 time.Duration // when the current claim started, since base
 		timed := lo < hi     // whether a claim is running, so t0 is set
-		if timed {
+		if adaptive {
+			base = time.Now()
 			t0 = time.Since(base)
 		}
 		switch b.mode {
@@ -194,9 +199,12 @@ func (b *batch[T, R]) loop(s *span) (finished bool) {
 			out := b.out
 			for {
 				if lo == hi {
-					now := time.Since(base)
-					if timed {
-						size = b.nextClaim(size, now-t0, int(n-b.next.Load()))
+					var now time.Duration
+					if adaptive {
+						now = time.Since(base)
+						if timed {
+							size = b.nextClaim(size, now-t0, int(n-b.next.Load()))
+						}
 					}
 					k := b.next.Add(int64(size)) - int64(size)
 					if k >= n {
@@ -222,9 +230,12 @@ func (b *batch[T, R]) loop(s *span) (finished bool) {
 			res := b.res
 			for {
 				if lo == hi {
-					now := time.Since(base)
-					if timed {
-						size = b.nextClaim(size, now-t0, int(n-b.next.Load()))
+					var now time.Duration
+					if adaptive {
+						now = time.Since(base)
+						if timed {
+							size = b.nextClaim(size, now-t0, int(n-b.next.Load()))
+						}
 					}
 					k := b.next.Add(int64(size)) - int64(size)
 					if k >= n {
