@@ -414,3 +414,47 @@ func TestLoadDuringACutSubscriptionDoesNotWriteBack(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, n, "the load that may have missed an invalidation wrote nothing back")
 }
+
+// Each lookup that reaches Redis counts once: a hit when Redis answers it,
+// at once or after waiting for another instance's load, a miss when it
+// goes to the loader. Polls while waiting and the check made after taking
+// the lock are not lookups of their own.
+func TestEachLookupCountsOnceAsARedisHitOrMiss(t *testing.T) {
+	client, ns := setup(t)
+	ctx := context.Background()
+	opts := rediscache.Options[int, user]{Namespace: ns, TTL: time.Minute, LockTTL: 5 * time.Second,
+		LockPoll: time.Millisecond, LockPollMax: time.Millisecond}
+	opts.Client = ownClient(t, client)
+	a := newTier(t, opts)
+	opts.Client = ownClient(t, client)
+	b := newTier(t, opts)
+
+	started, unblock := make(chan struct{}), make(chan struct{})
+	aDone := make(chan error, 1)
+	go func() {
+		_, err := a.GetOrLoad(ctx, 21, func(context.Context, int) (user, error) {
+			close(started)
+			<-unblock
+			return user{21, "loaded"}, nil
+		})
+		aDone <- err
+	}()
+	<-started
+	bDone := make(chan error, 1)
+	go func() {
+		u, err := b.GetOrLoad(ctx, 21, constLoader("must not run"))
+		if err == nil && u.Name != "loaded" {
+			err = fmt.Errorf("b got %q", u.Name)
+		}
+		bDone <- err
+	}()
+	require.Eventually(t, func() bool { return b.Stats().LockWaits == 1 }, 5*time.Second, time.Millisecond)
+	time.Sleep(20 * time.Millisecond) // b polls a few times
+	close(unblock)
+	require.NoError(t, <-aDone)
+	require.NoError(t, <-bDone)
+
+	as, bs := a.Stats(), b.Stats()
+	require.Equal(t, [2]uint64{0, 1}, [2]uint64{as.RedisHits, as.RedisMisses}, "a: one lookup, sent to the loader")
+	require.Equal(t, [2]uint64{1, 0}, [2]uint64{bs.RedisHits, bs.RedisMisses}, "b: one lookup, answered by Redis after waiting")
+}

@@ -78,7 +78,10 @@ type Stats struct {
 	// Local is the in-process tier's statistics. Its Loads count lookups
 	// that went past the local tier (to Redis, then maybe to the loader).
 	Local cache.Stats
-	// RedisHits and RedisMisses count lookups answered, or not, by Redis.
+	// RedisHits and RedisMisses count lookups that reached Redis, once
+	// each: a hit when Redis answered (at once, or after waiting for
+	// another instance's load), a miss when the lookup went on to the
+	// loader. A lookup whose first Redis read failed counts in Errors.
 	RedisHits, RedisMisses uint64
 	// Errors counts Redis and codec errors, and resubscriptions after a
 	// lost connection ([ErrResubscribed]), each also passed to OnError.
@@ -188,10 +191,14 @@ func (c *Cache[K, V]) GetOrLoad(ctx context.Context, key K, loader cache.Loader[
 		defer c.untrack(skey, l)
 		v, found, err := c.fromRedis(ctx, skey)
 		if found {
+			c.redisHits.Add(1)
 			return v, nil
 		}
 		if err == nil && c.lockTTL > 0 {
 			return c.loadLocked(ctx, l, key, skey, loader)
+		}
+		if err == nil {
+			c.redisMisses.Add(1)
 		}
 		return c.loadAndStore(ctx, l, key, skey, loader, corrupt(err))
 	})
@@ -212,6 +219,12 @@ func (c *Cache[K, V]) Get(ctx context.Context, key K) (V, bool, error) {
 	}
 	gen := c.gen.Load()
 	v, found, err := c.fromRedis(ctx, skey)
+	switch {
+	case found:
+		c.redisHits.Add(1)
+	case err == nil:
+		c.redisMisses.Add(1)
+	}
 	if found {
 		c.local.Set(skey, v)
 		// An invalidation or a write of this instance that ran while Redis
@@ -297,14 +310,14 @@ func (c *Cache[K, V]) Close() error {
 }
 
 // fromRedis reads skey from Redis. found is false on a miss and on any
-// error; err is the Redis or codec error, already counted.
+// error; err is the Redis or codec error, already counted. The caller
+// counts the lookup as a Redis hit or miss.
 func (c *Cache[K, V]) fromRedis(ctx context.Context, skey string) (v V, found bool, err error) {
 	rctx, cancel := c.bound(ctx)
 	b, err := c.client.Get(rctx, c.valueKey(skey)).Bytes()
 	cancel()
 	switch {
 	case errors.Is(err, redis.Nil):
-		c.redisMisses.Add(1)
 		return v, false, nil
 	case err != nil:
 		return v, false, c.fail("get", err)
@@ -313,7 +326,6 @@ func (c *Cache[K, V]) fromRedis(ctx context.Context, skey string) (v V, found bo
 	if err != nil {
 		return v, false, c.fail("decode", decodeError{err})
 	}
-	c.redisHits.Add(1)
 	return v, true, nil
 }
 
@@ -412,6 +424,7 @@ func (c *Cache[K, V]) loadLocked(ctx context.Context, l *load, key K, skey strin
 		cancel()
 		if err != nil {
 			_ = c.fail("lock", err)
+			c.redisMisses.Add(1)
 			return c.loadAndStore(ctx, l, key, skey, loader, false)
 		}
 		if ok {
@@ -420,8 +433,10 @@ func (c *Cache[K, V]) loadLocked(ctx context.Context, l *load, key K, skey strin
 			// and this lock: one more GET is cheaper than a second load.
 			v, found, err := c.fromRedis(ctx, skey)
 			if found {
+				c.redisHits.Add(1)
 				return v, nil
 			}
+			c.redisMisses.Add(1)
 			return c.loadAndStore(ctx, l, key, skey, loader, corrupt(err))
 		}
 		if !waited {
@@ -442,9 +457,11 @@ func (c *Cache[K, V]) loadLocked(ctx context.Context, l *load, key K, skey strin
 		wait = min(wait*2, c.pollMax)
 		v, found, err := c.fromRedis(ctx, skey)
 		if found {
+			c.redisHits.Add(1)
 			return v, nil
 		}
 		if err != nil {
+			c.redisMisses.Add(1)
 			return c.loadAndStore(ctx, l, key, skey, loader, corrupt(err))
 		}
 	}
