@@ -45,25 +45,31 @@ type work struct{ n atomic.Int64 }
 
 func (w *work) call(_ context.Context, _ int) (int, error) { return int(w.n.Add(1)), nil }
 
-// subject runs one fan-out of w.call over in with at most limit calls at
+// runner runs one fan-out of w.call over in with at most limit calls at
 // once. check reports a wrong result.
+type runner func(b *testing.B, ctx context.Context, w *work, in []int) (check func() error)
+
+// subject is one way to fan out. newRunner, when set, builds the runner
+// once per benchmark (for a library with a long-lived pool); otherwise run
+// is the runner.
 type subject struct {
-	name string
-	run  func(b *testing.B, ctx context.Context, w *work, in []int) (check func() error)
+	name      string
+	run       runner
+	newRunner func(b *testing.B) runner
 }
 
 var subjects = []subject{
-	{"asynckit-Map", runAsynckitMap},
-	{"asynckit-Settle", runAsynckitSettle},
-	{"conc-iter.Map", runConcIterMap},
-	{"conc-pool", runConcPool},
-	{"errgroup", runErrgroup},
-	{"pond", runPond},
-	{"channel-pool", runChannelPool},
-	{"bare-int", runBareInt},
-	{"bare-result", runBareResult},
-	{"alloc-int", runAllocInt},
-	{"alloc-result", runAllocResult},
+	{name: "asynckit-Map", run: runAsynckitMap},
+	{name: "asynckit-Settle", run: runAsynckitSettle},
+	{name: "conc-iter.Map", run: runConcIterMap},
+	{name: "conc-pool", run: runConcPool},
+	{name: "errgroup", run: runErrgroup},
+	{name: "pond", newRunner: newPondRunner},
+	{name: "channel-pool", run: runChannelPool},
+	{name: "bare-int", run: runBareInt},
+	{name: "bare-result", run: runBareResult},
+	{name: "alloc-int", run: runAllocInt},
+	{name: "alloc-result", run: runAllocResult},
 }
 
 // BenchmarkFanout runs every subject on the workload. Run the whole set
@@ -75,10 +81,14 @@ func BenchmarkFanout(b *testing.B) {
 			w := new(work)
 			in := make([]int, items)
 			ctx := context.Background()
+			run := s.run
+			if s.newRunner != nil {
+				run = s.newRunner(b)
+			}
 			b.ReportAllocs()
 			var check func() error
 			for b.Loop() {
-				check = s.run(b, ctx, w, in)
+				check = run(b, ctx, w, in)
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/items, "ns/item")
 			if got, want := w.n.Load(), int64(b.N)*items; got != want && !strings.HasPrefix(s.name, "alloc-") {
@@ -175,34 +185,27 @@ func runErrgroup(b *testing.B, ctx context.Context, w *work, in []int) func() er
 	return func() error { return distinct(out) }
 }
 
-// pondPools holds one long-lived pond pool per benchmark run, the way pond
-// is meant to be used: its workers are started once, not per fan-out.
-var pondPools sync.Map // *testing.B -> pond.Pool
-
-func runPond(b *testing.B, ctx context.Context, w *work, in []int) func() error {
-	p, ok := pondPools.Load(b)
-	if !ok {
-		np := pond.NewPool(limit, pond.WithContext(ctx))
-		pondPools.Store(b, np)
-		b.Cleanup(func() {
-			np.StopAndWait()
-			pondPools.Delete(b)
-		})
-		p = np
+// newPondRunner starts one long-lived pond pool for the whole benchmark,
+// the way pond is meant to be used (its workers are started once, not per
+// fan-out), and stops it when the benchmark ends. Each fan-out is a group.
+func newPondRunner(b *testing.B) runner {
+	p := pond.NewPool(limit)
+	b.Cleanup(p.StopAndWait)
+	return func(b *testing.B, ctx context.Context, w *work, in []int) func() error {
+		out := make([]int, len(in))
+		g := p.NewGroup()
+		for i, it := range in {
+			g.SubmitErr(func() error {
+				v, err := w.call(ctx, it)
+				out[i] = v
+				return err
+			})
+		}
+		if err := g.Wait(); err != nil {
+			b.Fatal(err)
+		}
+		return func() error { return distinct(out) }
 	}
-	out := make([]int, len(in))
-	g := p.(pond.Pool).NewGroup()
-	for i, it := range in {
-		g.SubmitErr(func() error {
-			v, err := w.call(ctx, it)
-			out[i] = v
-			return err
-		})
-	}
-	if err := g.Wait(); err != nil {
-		b.Fatal(err)
-	}
-	return func() error { return distinct(out) }
 }
 
 // runChannelPool is the hand-written pool: limit workers reading indices
