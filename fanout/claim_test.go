@@ -38,9 +38,11 @@ func TestNextClaimAdaptsToTheCallsDuration(t *testing.T) {
 // A claim that straddles a change from fast calls to slow ones is run by
 // one worker, so claims must stay a small share of what is left. Here
 // 19,200 items return at once, which lets claims grow to their largest,
-// and the last 800 each wait 1ms. Perfect balance is 800 × 1ms / limit;
-// a claim of at most 1/(8×limit) of the items left adds at most an eighth
-// of that, where an uncapped claim of maxClaim slow items would take 256ms.
+// and the last 800 each wait 1ms. Perfect balance is 800 × 1ms / limit.
+// A claim of at most 1/(8×limit) of the items left holds at most
+// 100/limit slow items, an eighth of that; the bound allows twice as much,
+// for the claims other workers make between a worker's look at the counter
+// and its claim. An uncapped claim of maxClaim slow items would take 256ms.
 func TestSlowCallsAfterFastOnesAreSpreadOverEveryWorker(t *testing.T) {
 	const n, slow = 20_000, 800
 	for _, limit := range []int{2, 4, 8} {
@@ -73,7 +75,7 @@ func TestSlowCallsAfterFastOnesAreSpreadOverEveryWorker(t *testing.T) {
 					ideal := slow * time.Millisecond / time.Duration(limit)
 					require.Equal(t, int64(n), calls.Load())
 					require.GreaterOrEqual(t, took, ideal)
-					require.LessOrEqual(t, took, ideal+ideal/8, "ideal %v", ideal)
+					require.LessOrEqual(t, took, ideal+ideal/4, "ideal %v", ideal)
 				})
 			})
 		}
