@@ -208,3 +208,44 @@ func TestGCRAChurnUnderContention(t *testing.T) {
 		}
 	})
 }
+
+// TestGCRAKeyChurnAllocatesNothing sends a rotating stream of more keys
+// than the cap through a GCRA's table, with each key's TAT set as an
+// admission would set it: once warm, new keys reuse dropped keys' nodes,
+// whether those were evicted at the cap after their TAT passed or dropped
+// as idle.
+func TestGCRAKeyChurnAllocatesNothing(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		step int64 // time between calls, ns
+	}{
+		{"evicted at the cap", 1_000},
+		{"dropped as idle", 2 * int64(time.Millisecond)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tb := newTable[gcraState](Options{MaxKeys: 64, Shards: 1}, time.Millisecond)
+			keys := make([]string, 256)
+			hashes := make([]uint64, len(keys))
+			for i := range keys {
+				keys[i] = "key-" + strconv.Itoa(i)
+				_, hashes[i] = tb.shard(keys[i])
+			}
+			sh := &tb.shards[0]
+			now, i := int64(0), 0
+			call := func() {
+				k := i % len(keys)
+				sh.mu.Lock()
+				n := tb.node(sh, hashes[k], keys[k], now)
+				n.s.tat.Store(max(n.s.tat.Load(), now) + 10)
+				sh.mu.Unlock()
+				now += tc.step
+				i++
+			}
+			for range 1000 {
+				call()
+			}
+			require.Zero(t, testing.AllocsPerRun(1000, call))
+			require.LessOrEqual(t, tb.len(), 64)
+		})
+	}
+}

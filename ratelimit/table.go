@@ -13,9 +13,9 @@ import (
 // limiter. Each shard is a mutex, an open-addressing index and an intrusive
 // list in approximately least-recently-used order (second chance, see
 // victim). The key is hashed once, with hash/maphash: the top bits pick the
-// shard and the low bits the index slot. A miss allocates at most one node;
-// for states kept under the shard lock, none when it can recycle an evicted
-// or idle key's.
+// shard and the low bits the index slot. A miss allocates at most one node,
+// and none when it can recycle a dropped key's (the one it drops to make
+// room, or one of the few each shard keeps on a free list).
 //
 // The index can be read without the lock (see probe): its slots are atomic
 // and a grown index is published whole, and a node's key is a seqlock
@@ -50,6 +50,11 @@ type shard[S any] struct {
 	_   [56]byte // lock-free readers load idx: keep the lock's writes off its line
 	mu  sync.Mutex
 	n   int
+	// free holds up to maxFree dropped nodes (linked through next) for
+	// later keys, so that a churn which drops two keys for every one it
+	// creates, or evicts a key it cannot reuse at once, allocates nothing.
+	free  *node[S]
+	nfree int
 	// head is the list's sentinel: head.next is the most recently inserted
 	// or second-chanced node.
 	head node[S]
@@ -175,6 +180,8 @@ func (t *table[S, P]) node(sh *shard[S], h uint64, key string, now int64) *node[
 		t.remove(sh, old)
 		if n == nil {
 			n = old
+		} else {
+			sh.keep(old)
 		}
 	}
 	if t.count.Add(1) > t.max {
@@ -184,6 +191,8 @@ func (t *table[S, P]) node(sh *shard[S], h uint64, key string, now int64) *node[
 			t.evict(sh, v)
 			if n == nil {
 				n = v
+			} else {
+				sh.keep(v)
 			}
 		case !t.steal(sh):
 			t.count.Add(-1)
@@ -194,8 +203,14 @@ func (t *table[S, P]) node(sh *shard[S], h uint64, key string, now int64) *node[
 	}
 	// Recycle a dropped node when that is safe, so that a steady churn of
 	// keys allocates nothing.
-	if n != nil && t.shared && !any(P(&n.s)).(sharedState).reusable(now) {
+	if n != nil && !t.reusable(n, now) {
+		sh.keep(n)
 		n = nil
+	}
+	if n == nil && sh.free != nil && t.reusable(sh.free, now) {
+		n = sh.free
+		sh.free, n.next = n.next, nil
+		sh.nfree--
 	}
 	if n == nil {
 		n = &node[S]{hash: h}
@@ -222,6 +237,24 @@ func (t *table[S, P]) retire(n *node[S], now int64) bool {
 	return P(&n.s).idle(now)
 }
 
+// reusable reports whether n, dropped, may be given to a new key at now.
+func (t *table[S, P]) reusable(n *node[S], now int64) bool {
+	return !t.shared || any(P(&n.s)).(sharedState).reusable(now)
+}
+
+// maxFree bounds each shard's list of dropped nodes kept for reuse.
+const maxFree = 4
+
+// keep puts n, dropped from sh, on sh's free list if there is room; else
+// the collector takes it. sh.mu must be held.
+func (sh *shard[S]) keep(n *node[S]) {
+	if sh.nfree < maxFree {
+		n.next = sh.free
+		sh.free = n
+		sh.nfree++
+	}
+}
+
 // evict drops n, which is in sh, whatever its state holds.
 func (t *table[S, P]) evict(sh *shard[S], n *node[S]) {
 	if t.shared {
@@ -238,7 +271,9 @@ func (t *table[S, P]) steal(own *shard[S]) bool {
 			continue
 		}
 		if sh.head.prev != &sh.head {
-			t.evict(sh, sh.victim())
+			v := sh.victim()
+			t.evict(sh, v)
+			sh.keep(v)
 			sh.mu.Unlock()
 			return true
 		}
