@@ -15,7 +15,7 @@ func TestMain(m *testing.M) {
 
 // corePackages are the packages a user imports one at a time. They must
 // compile without any database, Redis or metrics driver: those live in the
-// driver subpackages (cache/rediscache, ratelimit/redisrate, taskqueue/pgstore)
+// driver subpackages (cache/rediscache, ratelimit/redisrate, txn/txnmysql)
 // and in tests.
 var corePackages = []string{"cache", "ratelimit", "taskqueue", "fanout", "txn", "pagination"}
 
