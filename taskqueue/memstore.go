@@ -448,10 +448,26 @@ func (s *MemoryStore) Finish(ctx context.Context, id string, claim int64, o Outc
 		return Info{}, err
 	}
 	if mt.cancelRequested {
-		o = Outcome{Status: StatusCanceled, Error: ErrCanceled.Error()}
+		o = canceledOutcome
 	}
 	s.finish(mt, o, now())
 	return mt.info(), nil
+}
+
+// canceledOutcome is how a held task ends once a cancel was requested for
+// it, whatever its handler reported: the request wins.
+var canceledOutcome = Outcome{Status: StatusCanceled, Error: ErrCanceled.Error()}
+
+// requeue puts a held task back to pending, due at runAt, or ends it
+// canceled when a cancel was requested while it ran. Called with mu held.
+func (s *MemoryStore) requeue(mt *memTask, n, runAt time.Time) {
+	if mt.cancelRequested {
+		s.finish(mt, canceledOutcome, n)
+		return
+	}
+	s.setStatus(mt, StatusPending)
+	mt.RunAt = runAt
+	s.schedule(mt, n)
 }
 
 func (s *MemoryStore) finish(mt *memTask, o Outcome, n time.Time) {
@@ -490,14 +506,10 @@ func (s *MemoryStore) Retry(ctx context.Context, id string, claim int64, delay t
 		return Info{}, err
 	}
 	n := now()
-	if mt.cancelRequested {
-		s.finish(mt, Outcome{Status: StatusCanceled, Error: ErrCanceled.Error()}, n)
-		return mt.info(), nil
+	if !mt.cancelRequested {
+		mt.Error = errMsg
 	}
-	s.setStatus(mt, StatusPending)
-	mt.Error = errMsg
-	mt.RunAt = n.Add(delay)
-	s.schedule(mt, n)
+	s.requeue(mt, n, n.Add(delay))
 	return mt.info(), nil
 }
 
@@ -510,14 +522,10 @@ func (s *MemoryStore) Release(ctx context.Context, id string, claim int64) (Info
 		return Info{}, err
 	}
 	n := now()
-	if mt.cancelRequested {
-		s.finish(mt, Outcome{Status: StatusCanceled, Error: ErrCanceled.Error()}, n)
-		return mt.info(), nil
+	if !mt.cancelRequested {
+		mt.Attempt-- // a released attempt is given back, not spent
 	}
-	s.setStatus(mt, StatusPending)
-	mt.Attempt--
-	mt.RunAt = n
-	s.schedule(mt, n)
+	s.requeue(mt, n, n)
 	return mt.info(), nil
 }
 
@@ -543,7 +551,7 @@ func (s *MemoryStore) Cancel(ctx context.Context, id string) (Info, error) {
 				s.ready.compact(func(mt *memTask) bool { return mt.Status == StatusPending })
 			}
 		}
-		s.finish(mt, Outcome{Status: StatusCanceled, Error: ErrCanceled.Error()}, now())
+		s.finish(mt, canceledOutcome, now())
 	}
 	return mt.info(), nil
 }

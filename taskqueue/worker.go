@@ -181,7 +181,7 @@ func (r *Runner) record(t *Task, ctx, all context.Context, res json.RawMessage, 
 	cause := context.Cause(ctx)
 	switch {
 	case errors.Is(cause, ErrCanceled):
-		return r.store.Finish(sctx, t.ID, t.ClaimToken, Outcome{Status: StatusCanceled, Error: ErrCanceled.Error()})
+		return r.store.Finish(sctx, t.ID, t.ClaimToken, canceledOutcome)
 	case err == nil && len(res) > r.opts.MaxPayloadBytes:
 		err = Permanent(fmt.Errorf("taskqueue: result of %d bytes exceeds MaxPayloadBytes %d", len(res), r.opts.MaxPayloadBytes))
 	case err == nil:
