@@ -163,9 +163,7 @@ func (c *Cache[K, V]) Get(key K) (V, bool) {
 	h, s := c.locate(key)
 	e := s.find(key, h)
 	if e != nil && e.err == nil && (e.expires == 0 || now() < e.expires) {
-		if e.ref.Load() == 0 {
-			e.ref.Store(1)
-		}
+		e.touch()
 		c.hit(h)
 		return e.value, true
 	}
@@ -199,11 +197,7 @@ func (c *Cache[K, V]) set(key K, value V, ttl int64) {
 	h, s := c.locate(key)
 	var ev evictions[K, V]
 	s.mu.Lock()
-	if len(s.calls) > 0 {
-		if cl := s.calls[key]; cl != nil {
-			cl.dropped = true
-		}
-	}
+	s.dropCall(key)
 	c.store(s, key, h, value, nil, ttl, &clock{}, &ev)
 	s.mu.Unlock()
 	c.notify(&ev)
@@ -217,11 +211,7 @@ func (c *Cache[K, V]) Delete(key K) bool {
 	h, s := c.locate(key)
 	var ev evictions[K, V]
 	s.mu.Lock()
-	if len(s.calls) > 0 {
-		if cl := s.calls[key]; cl != nil {
-			cl.dropped = true
-		}
-	}
+	s.dropCall(key)
 	e := s.find(key, h)
 	if e != nil {
 		s.remove(e)

@@ -142,9 +142,7 @@ func (c *Cache[K, V]) GetOrLoad(ctx context.Context, key K, loader Loader[K, V])
 		var t int64
 		e := s.find(key, h)
 		if state := classify(e, &t); state != miss {
-			if e.ref.Load() == 0 {
-				e.ref.Store(1)
-			}
+			e.touch()
 			c.hit(h)
 			if state == staleRetry {
 				c.counters.staleServed.Add(1)

@@ -65,9 +65,7 @@ func (c *Cache[K, V]) GetOrLoadMany(ctx context.Context, keys []K, bulk BulkLoad
 		var t int64
 		e := s.find(key, h)
 		if state := classify(e, &t); state != miss {
-			if e.ref.Load() == 0 {
-				e.ref.Store(1)
-			}
+			e.touch()
 			c.hit(h)
 			if state == staleRetry {
 				c.counters.staleServed.Add(1)

@@ -30,6 +30,25 @@ type entry[K comparable, V any] struct {
 	refreshing atomic.Bool
 }
 
+// touch marks e as recently used for the CLOCK sweep. It writes the bit
+// only when it is clear, so hits on a hot entry leave its cache line shared.
+func (e *entry[K, V]) touch() {
+	if e.ref.Load() == 0 {
+		e.ref.Store(1)
+	}
+}
+
+// dropCall marks key's load in flight, if any, so that it answers its
+// waiters but stores nothing: a Set or Delete since it began is newer.
+// Called with mu held.
+func (s *shard[K, V]) dropCall(key K) {
+	if len(s.calls) > 0 {
+		if cl := s.calls[key]; cl != nil {
+			cl.dropped = true
+		}
+	}
+}
+
 // table is an open-addressing hash table with linear probing, read without
 // locks. Writers, holding the shard's lock, only ever turn a nil slot into
 // an entry, or an entry into another entry or the shard's tombstone; slots
