@@ -38,7 +38,7 @@
 // A stream of new keys allocates nothing once the cap is reached, since
 // dropped keys' memory is reused, except that the token bucket needs a
 // fresh x/time/rate.Limiter when the reused one had not refilled, and GCRA
-// a fresh 64-byte node when it evicts a key that still owed time (a
+// a fresh 128-byte node when it evicts a key that still owed time (a
 // lock-free call may still hold that node, and reusing it is safe only
 // once the old key's TAT is in the past).
 //

@@ -8,9 +8,17 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/require"
 )
+
+// TestGCRANodeFillsACacheLinePair holds a GCRA node at the size that gives
+// each key its own aligned pair of cache lines (see gcraState).
+func TestGCRANodeFillsACacheLinePair(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, uintptr(gcraNodeSize), unsafe.Sizeof(node[gcraState]{}))
+}
 
 func TestGCRAStateRetiresOnlyWhenIdle(t *testing.T) {
 	t.Parallel()

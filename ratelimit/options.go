@@ -12,7 +12,7 @@ type Options struct {
 	// key arrives and the limiter is full, the least recently used key of the
 	// new key's shard is dropped, so a flood of distinct keys cannot grow
 	// memory without bound. Dropping a key forgets what it spent: that key
-	// starts afresh. Each key costs about 120 to 230 bytes, by limiter,
+	// starts afresh. Each key costs about 150 to 250 bytes, by limiter,
 	// plus its own bytes (and a SlidingLog 8 bytes per unit of Rate).
 	// Defaults to 100,000.
 	MaxKeys int
