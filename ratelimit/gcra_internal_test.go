@@ -14,10 +14,15 @@ import (
 )
 
 // TestGCRANodeFillsACacheLinePair holds a GCRA node at the size that gives
-// each key its own aligned pair of cache lines (see gcraState).
+// each key its own aligned pair of cache lines, with the TAT alone at the
+// start of the second (see gcraState).
 func TestGCRANodeFillsACacheLinePair(t *testing.T) {
 	t.Parallel()
-	require.Equal(t, uintptr(gcraNodeSize), unsafe.Sizeof(node[gcraState]{}))
+	var n node[gcraState]
+	require.Equal(t, uintptr(gcraNodeSize), unsafe.Sizeof(n))
+	require.Equal(t, uintptr(gcraStateOffset), unsafe.Offsetof(n.s))
+	require.Equal(t, uintptr(gcraTATOffset), unsafe.Offsetof(n.s)+unsafe.Offsetof(n.s.tat))
+	require.Equal(t, uintptr(gcraNodeSize-16), unsafe.Offsetof(n.prev))
 }
 
 func TestGCRAStateRetiresOnlyWhenIdle(t *testing.T) {
