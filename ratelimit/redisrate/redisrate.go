@@ -41,8 +41,10 @@ type Limiter struct {
 	lim    ratelimit.Limit
 	prefix string
 	script *redis.Script
-	arg1   int64 // interval, period or lease in µs
-	arg2   int   // burst, rate or max
+	// The script's first two arguments, boxed once here rather than on
+	// every call: arg1 is the interval, period or lease in µs (an int64),
+	// arg2 the burst, rate or max (an int).
+	arg1, arg2 any
 }
 
 var _ ratelimit.Limiter = (*Limiter)(nil)
