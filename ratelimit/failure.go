@@ -35,8 +35,10 @@ var (
 // replicas > 1 instances sharing that limit, each request costs replicas
 // units locally, so that each instance admits about 1/replicas of the limit
 // and together they stay near it. Results then report Remaining divided by
-// replicas. [WithFailurePolicy] rejects a nil local, replicas < 1, and a
-// local whose burst is below replicas.
+// replicas, and a request whose n × replicas exceeds local's burst is
+// denied, as by FailClosed, since this instance's share can never hold it.
+// [WithFailurePolicy] rejects a nil local, replicas < 1, and a local whose
+// burst is below replicas.
 func Fallback(local Limiter, replicas int) FailurePolicy {
 	return FailurePolicy{kind: FellBack, local: local, replicas: replicas}
 }
@@ -271,12 +273,19 @@ func (g *Guarded) fail(ctx context.Context, key string, n int, storeErr error) (
 		ev.Result = Result{Limit: g.lim, RetryAfter: max(wait, g.timeout), ResetAfter: max(wait, g.timeout)}
 	case FellBack:
 		res, err := g.policy.local.AllowN(ctx, key, n*g.policy.replicas)
-		if err != nil {
+		switch {
+		case errors.Is(err, ErrCostExceedsBurst):
+			// n is within the store's burst, but this instance's share
+			// of the limit can never admit that much at once: deny, as
+			// FailClosed would, rather than fail a valid call.
+			ev.Result = Result{Limit: g.lim, RetryAfter: max(wait, g.timeout), ResetAfter: max(wait, g.timeout)}
+		case err != nil:
 			return Result{}, fmt.Errorf("ratelimit: fallback limiter: %w", err)
+		default:
+			res.Limit = g.lim
+			res.Remaining /= g.policy.replicas
+			ev.Result = res
 		}
-		res.Limit = g.lim
-		res.Remaining /= g.policy.replicas
-		ev.Result = res
 	default:
 		ev.Outcome = FailedOpen
 		ev.Result = Result{Allowed: true, Limit: g.lim, Remaining: g.lim.Burst - n}

@@ -1,0 +1,260 @@
+package ratelimit_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/asynckit/asynckit/ratelimit"
+)
+
+// flakyStore is a Limiter standing in for a remote store whose health the
+// test switches: healthy, failing with errStoreDown, or hanging until the
+// call's ctx ends. It counts the calls that reach it. The store-backed
+// behaviour against a real Redis is proved in redisrate; these tests pin
+// the breaker's states and timings exactly, under synctest.
+type flakyStore struct {
+	lim   ratelimit.Limit
+	mode  atomic.Int32 // storeUp, storeDown or storeHung
+	calls atomic.Int64
+}
+
+const (
+	storeUp int32 = iota
+	storeDown
+	storeHung
+)
+
+var errStoreDown = errors.New("store down")
+
+func (s *flakyStore) Limit() ratelimit.Limit { return s.lim }
+
+func (s *flakyStore) AllowN(ctx context.Context, key string, n int) (ratelimit.Result, error) {
+	if err := ratelimit.CheckCall(ctx, s.lim, key, n); err != nil {
+		return ratelimit.Result{}, err
+	}
+	s.calls.Add(1)
+	switch s.mode.Load() {
+	case storeDown:
+		return ratelimit.Result{}, errStoreDown
+	case storeHung:
+		<-ctx.Done()
+		return ratelimit.Result{}, ctx.Err()
+	}
+	return ratelimit.Result{Allowed: true, Limit: s.lim, Remaining: 7}, nil
+}
+
+// events collects a Guarded limiter's Observe events.
+type events struct {
+	mu  sync.Mutex
+	all []ratelimit.Event
+}
+
+func (e *events) observe(ev ratelimit.Event) {
+	e.mu.Lock()
+	e.all = append(e.all, ev)
+	e.mu.Unlock()
+}
+
+func (e *events) last() ratelimit.Event {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.all[len(e.all)-1]
+}
+
+func newGuarded(t *testing.T, p ratelimit.FailurePolicy) (*ratelimit.Guarded, *flakyStore, *events) {
+	t.Helper()
+	store := &flakyStore{lim: ratelimit.Limit{Rate: 10, Period: time.Minute, Burst: 10}}
+	ev := &events{}
+	g, err := ratelimit.WithFailurePolicy(store, p, ratelimit.FailureOptions{
+		Timeout: 50 * time.Millisecond, Failures: 3, OpenFor: 2 * time.Second, Observe: ev.observe,
+	})
+	require.NoError(t, err)
+	return g, store, ev
+}
+
+// TestBreakerStates walks the circuit breaker through every transition:
+// closed while failures stay below the threshold (a success resets the
+// count), open at the threshold (the store is not called and FailClosed's
+// RetryAfter counts down to the probe), one probe after OpenFor, reopened
+// by a failed probe for another OpenFor, and closed by a successful one.
+func TestBreakerStates(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g, store, ev := newGuarded(t, ratelimit.FailClosed)
+		ctx := context.Background()
+		allow := func() ratelimit.Result {
+			t.Helper()
+			res, err := g.AllowN(ctx, "k", 1)
+			require.NoError(t, err)
+			return res
+		}
+
+		require.True(t, allow().Allowed)
+		require.Equal(t, ratelimit.Decided, ev.last().Outcome)
+
+		// Two failures, then a success: the count starts again.
+		store.mode.Store(storeDown)
+		for range 2 {
+			res := allow()
+			require.False(t, res.Allowed)
+			require.Equal(t, 50*time.Millisecond, res.RetryAfter, "closed: retry after the timeout")
+			require.ErrorIs(t, ev.last().Err, errStoreDown)
+			require.False(t, ev.last().BreakerOpen)
+		}
+		store.mode.Store(storeUp)
+		require.True(t, allow().Allowed)
+		store.mode.Store(storeDown)
+		for range 2 {
+			allow()
+			require.False(t, ev.last().BreakerOpen, "two failures after a success do not open it")
+		}
+
+		// The third failure in a row opens it.
+		allow()
+		require.True(t, ev.last().BreakerOpen)
+		require.Equal(t, int64(7), store.calls.Load())
+
+		// Open: answered at once, without the store.
+		time.Sleep(500 * time.Millisecond)
+		res := allow()
+		require.False(t, res.Allowed)
+		require.Equal(t, 1500*time.Millisecond, res.RetryAfter, "open: retry when the probe is due")
+		require.NoError(t, ev.last().Err, "the store was not tried")
+		require.Equal(t, int64(7), store.calls.Load())
+
+		// At OpenFor one call probes; it fails and reopens for OpenFor.
+		time.Sleep(1500 * time.Millisecond)
+		allow()
+		require.Equal(t, int64(8), store.calls.Load())
+		require.ErrorIs(t, ev.last().Err, errStoreDown)
+		require.True(t, ev.last().BreakerOpen)
+		time.Sleep(2*time.Second - time.Nanosecond)
+		allow()
+		require.Equal(t, int64(8), store.calls.Load(), "reopened for a whole OpenFor")
+
+		// The next probe succeeds and closes it.
+		store.mode.Store(storeUp)
+		time.Sleep(time.Nanosecond)
+		require.True(t, allow().Allowed)
+		require.Equal(t, int64(9), store.calls.Load())
+		require.Equal(t, ratelimit.Decided, ev.last().Outcome)
+		require.False(t, ev.last().BreakerOpen)
+		require.True(t, allow().Allowed)
+		require.Equal(t, int64(10), store.calls.Load())
+	})
+}
+
+// TestBreakerProbesOnce: when the breaker's open time is over, of many
+// concurrent callers exactly one reaches the store; the rest are answered
+// by the policy while the probe is in flight.
+func TestBreakerProbesOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g, store, _ := newGuarded(t, ratelimit.FailOpen)
+		ctx := context.Background()
+		store.mode.Store(storeDown)
+		for range 3 {
+			_, err := g.AllowN(ctx, "k", 1)
+			require.NoError(t, err)
+		}
+		time.Sleep(2 * time.Second)
+		store.mode.Store(storeHung) // the probe hangs until its timeout
+		var wg sync.WaitGroup
+		for range 20 {
+			wg.Go(func() {
+				res, err := g.AllowN(ctx, "k", 1)
+				if err != nil || !res.Allowed {
+					t.Errorf("fail-open answered %+v, %v", res, err)
+				}
+			})
+		}
+		wg.Wait()
+		require.Equal(t, int64(4), store.calls.Load(), "3 failures and one probe")
+	})
+}
+
+// TestGuardedTimeout: a store slower than Timeout is a failure exactly at
+// the timeout, and the policy answers.
+func TestGuardedTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g, store, ev := newGuarded(t, ratelimit.FailOpen)
+		store.mode.Store(storeHung)
+		start := time.Now()
+		res, err := g.AllowN(context.Background(), "k", 2)
+		require.NoError(t, err)
+		require.Equal(t, 50*time.Millisecond, time.Since(start))
+		require.True(t, res.Allowed)
+		require.Equal(t, 8, res.Remaining, "fail-open reports the burst less n")
+		require.Equal(t, ratelimit.FailedOpen, ev.last().Outcome)
+		require.ErrorIs(t, ev.last().Err, context.DeadlineExceeded)
+	})
+}
+
+// TestGuardedCallerErrorsAreNotFailures: the caller's own ended ctx and
+// bad calls are errors for the caller and never count toward the breaker.
+func TestGuardedCallerErrorsAreNotFailures(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g, store, _ := newGuarded(t, ratelimit.FailClosed)
+		store.mode.Store(storeHung)
+		for range 5 {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+			_, err := g.AllowN(ctx, "k", 1)
+			cancel()
+			require.ErrorIs(t, err, context.DeadlineExceeded)
+			_, err = g.AllowN(context.Background(), "k", 11)
+			require.ErrorIs(t, err, ratelimit.ErrCostExceedsBurst)
+			_, err = g.AllowN(context.Background(), "", 1)
+			require.ErrorIs(t, err, ratelimit.ErrEmptyKey)
+		}
+		store.mode.Store(storeUp)
+		res, err := g.AllowN(context.Background(), "k", 1)
+		require.NoError(t, err)
+		require.True(t, res.Allowed, "the breaker is still closed")
+		require.Equal(t, int64(6), store.calls.Load())
+	})
+}
+
+// TestFallbackTakesItsShare: with Fallback(local, 4), each request costs 4
+// local units, so a local limit of 40 per minute admits 10 here, and
+// Remaining is reported in the whole limit's units. A request that cannot
+// fit this instance's share is denied, not an error.
+func TestFallbackTakesItsShare(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		local, err := ratelimit.NewGCRA(ratelimit.Limit{Rate: 40, Period: time.Minute, Burst: 40}, ratelimit.Options{})
+		require.NoError(t, err)
+		g, store, ev := newGuarded(t, ratelimit.Fallback(local, 4))
+		store.mode.Store(storeDown)
+		ctx := context.Background()
+		admitted := 0
+		for i := range 12 {
+			res, err := g.AllowN(ctx, "k", 1)
+			require.NoError(t, err)
+			require.Equal(t, ratelimit.FellBack, ev.last().Outcome)
+			if res.Allowed {
+				admitted++
+				require.Equal(t, 9-i, res.Remaining)
+			}
+		}
+		require.Equal(t, 10, admitted)
+
+		// A local limit of 20 fits a request of 5 (20 units) but not of 6.
+		small, err := ratelimit.NewGCRA(ratelimit.Limit{Rate: 20, Period: time.Minute, Burst: 20}, ratelimit.Options{})
+		require.NoError(t, err)
+		g, store, ev = newGuarded(t, ratelimit.Fallback(small, 4))
+		store.mode.Store(storeDown)
+		res, err := g.AllowN(ctx, "k", 6)
+		require.NoError(t, err, "6 is within the store's burst of 10")
+		require.False(t, res.Allowed)
+		require.Equal(t, 50*time.Millisecond, res.RetryAfter)
+		require.Equal(t, ratelimit.FellBack, ev.last().Outcome)
+		res, err = g.AllowN(ctx, "k", 5)
+		require.NoError(t, err)
+		require.True(t, res.Allowed, "the denied request spent nothing")
+		require.Equal(t, 0, res.Remaining)
+	})
+}
