@@ -152,7 +152,8 @@ type limited interface{ Limit() Limit }
 //
 // A denied request gets 429 Too Many Requests, `Retry-After` in whole
 // seconds (the deciding RetryAfter, rounded up) and an
-// application/problem+json body whose type is [DefaultProblemType]. A key
+// application/problem+json body whose type is [DefaultProblemType], naming
+// the policy that denied it in the draft's "violated-policies" member. A key
 // function error, an empty key or one longer than [MaxKeyLen] gets 400 with
 // a problem body: it never limits everyone under one key.
 //
@@ -258,7 +259,7 @@ func (m *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 		next.ServeHTTP(w, r)
 		return
 	case keyErr != nil:
-		writeProblem(w, http.StatusBadRequest, "about:blank", "Bad Request", keyErr.Error())
+		writeProblem(w, problem{Type: "about:blank", Title: "Bad Request", Status: http.StatusBadRequest, Detail: keyErr.Error()})
 		return
 	case limErr != nil:
 		next.ServeHTTP(w, r) // fail open: see Middleware
@@ -287,8 +288,11 @@ func (m *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 	retry := ceilSeconds(decider.RetryAfter)
 	h.Set("Retry-After", strconv.FormatInt(retry, 10))
 	name := d.Policies[len(d.Policies)-1]
-	writeProblem(w, http.StatusTooManyRequests, m.problemType, "Too Many Requests",
-		fmt.Sprintf("Quota %q exceeded; retry after %d s.", name, retry))
+	writeProblem(w, problem{
+		Type: m.problemType, Title: "Too Many Requests", Status: http.StatusTooManyRequests,
+		Detail:           fmt.Sprintf("Quota %q exceeded; retry after %d s.", name, retry),
+		ViolatedPolicies: []string{name},
+	})
 }
 
 func (m *middleware) rateLimitField(d Decision) string {

@@ -66,7 +66,7 @@ func TestMiddlewareHeadersByteForByte(t *testing.T) {
 		w := serve(h, "192.0.2.1:1000")
 		require.Equal(t, http.StatusTooManyRequests, w.Code)
 		body := `{"type":"https://iana.org/assignments/http-problem-types#quota-exceeded","title":"Too Many Requests",` +
-			`"status":429,"detail":"Quota \"default\" exceeded; retry after 20 s."}` + "\n"
+			`"status":429,"detail":"Quota \"default\" exceeded; retry after 20 s.","violated-policies":["default"]}` + "\n"
 		require.Equal(t, http.Header{
 			"Content-Type":           {"application/problem+json"},
 			"Content-Length":         {strconv.Itoa(len(body))},

@@ -6,17 +6,22 @@ import (
 	"strconv"
 )
 
-// problem is an RFC 9457 problem details body.
+// problem is an RFC 9457 problem details body. ViolatedPolicies is the
+// extension member that draft-ietf-httpapi-ratelimit-headers defines for
+// its quota-exceeded problem type: the names of the policies whose quota
+// was exceeded.
 type problem struct {
-	Type   string `json:"type"`
-	Title  string `json:"title"`
-	Status int    `json:"status"`
-	Detail string `json:"detail"`
+	Type             string   `json:"type"`
+	Title            string   `json:"title"`
+	Status           int      `json:"status"`
+	Detail           string   `json:"detail"`
+	ViolatedPolicies []string `json:"violated-policies,omitempty"`
 }
 
-// writeProblem answers with status and an application/problem+json body.
-func writeProblem(w http.ResponseWriter, status int, typ, title, detail string) {
-	body, err := json.Marshal(problem{Type: typ, Title: title, Status: status, Detail: detail})
+// writeProblem answers with p and an application/problem+json body.
+func writeProblem(w http.ResponseWriter, p problem) {
+	status := p.Status
+	body, err := json.Marshal(p)
 	if err != nil { // cannot happen: every field is a string or an int
 		body = []byte(`{"status":` + strconv.Itoa(status) + `}`)
 	}
