@@ -14,6 +14,9 @@ type Options struct {
 	// memory without bound. Dropping a key forgets what it spent: that key
 	// starts afresh. Each key costs about 150 to 250 bytes, by limiter,
 	// plus its own bytes (and a SlidingLog 8 bytes per unit of Rate).
+	// A limiter keeps a key's string as given, not a copy, as a Go map
+	// does: a key sliced out of a larger string keeps all of that string
+	// alive while the key is held, so pass strings.Clone(key) in that case.
 	// Defaults to 100,000.
 	MaxKeys int
 	// Shards is the number of independently locked parts the key space is
