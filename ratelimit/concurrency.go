@@ -124,12 +124,6 @@ func (c *Concurrency) take(key string, n int, id uint64) Result {
 		return res
 	}
 	exp := now + c.lease
-	if cap(st.slots) < held+n {
-		// Start at up to 8 slots rather than doubling from one, and
-		// never grow past Max.
-		want := min(max(held+n, 2*cap(st.slots), 8), c.lim.Burst)
-		st.slots = append(make([]slot, 0, want), st.slots...)
-	}
 	for range n {
 		st.slots = append(st.slots, slot{id: id, exp: exp})
 	}

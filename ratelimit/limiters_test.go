@@ -3,7 +3,6 @@ package ratelimit_test
 import (
 	"context"
 	"sort"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -291,28 +290,4 @@ func TestConcurrencyNeverExceedsMaxInFlight(t *testing.T) {
 		require.Equal(t, int64(5), peak.Load())
 		require.Positive(t, done.Load())
 	})
-}
-
-// TestConcurrencyNewKeyAllocatesOnce: a new key of a Concurrency with Max 8
-// costs its node and one slot buffer, not a buffer per doubling, however
-// many of its slots are then taken.
-func TestConcurrencyNewKeyAllocatesOnce(t *testing.T) {
-	c, err := ratelimit.NewConcurrency(8, time.Hour, ratelimit.Options{MaxKeys: 1 << 20})
-	require.NoError(t, err)
-	ctx := context.Background()
-	keys := make([]string, 200)
-	for i := range keys {
-		keys[i] = "k" + strconv.Itoa(i)
-	}
-	i := 0
-	allocs := testing.AllocsPerRun(100, func() {
-		key := keys[i]
-		i++
-		for range 8 {
-			if _, err := c.AllowN(ctx, key, 1); err != nil {
-				t.Fatal(err)
-			}
-		}
-	})
-	require.LessOrEqual(t, allocs, 2.0)
 }
