@@ -136,9 +136,26 @@ func BenchmarkAllowParallel(b *testing.B) {
 	}
 }
 
+// redisrateGCRA returns the constructor of a redisrate GCRA allowing 1000
+// a second, with options o.
+func redisrateGCRA(o redisrate.Options) func(b *testing.B, c *redis.Client) allowFunc {
+	return func(b *testing.B, c *redis.Client) allowFunc {
+		l, err := redisrate.NewGCRA(c, ratelimit.PerSecond(1000), o)
+		must(b, err)
+		return func(ctx context.Context, key string) bool {
+			res, err := l.AllowN(ctx, key, 1)
+			if err != nil {
+				b.Error(err)
+			}
+			return res.Allowed
+		}
+	}
+}
+
 // BenchmarkRedisAllow compares one decision against the real Redis named by
 // REDIS_URL, with 16 concurrent callers over 10,000 keys: asynckit's
-// redisrate GCRA against go-redis/redis_rate (also GCRA in Lua). Both use
+// redisrate GCRA, sending each decision on its own and batched
+// (Options.Batch), against go-redis/redis_rate (also GCRA in Lua). All use
 // the same client settings.
 func BenchmarkRedisAllow(b *testing.B) {
 	url := os.Getenv("REDIS_URL")
@@ -153,17 +170,8 @@ func BenchmarkRedisAllow(b *testing.B) {
 		name string
 		new  func(b *testing.B, c *redis.Client) allowFunc
 	}{
-		{"asynckit-redisrate-GCRA", func(b *testing.B, c *redis.Client) allowFunc {
-			l, err := redisrate.NewGCRA(c, ratelimit.PerSecond(1000), redisrate.Options{Prefix: prefix})
-			must(b, err)
-			return func(ctx context.Context, key string) bool {
-				res, err := l.AllowN(ctx, key, 1)
-				if err != nil {
-					b.Error(err)
-				}
-				return res.Allowed
-			}
-		}},
+		{"asynckit-redisrate-GCRA", redisrateGCRA(redisrate.Options{Prefix: prefix})},
+		{"asynckit-redisrate-GCRA-batched", redisrateGCRA(redisrate.Options{Prefix: prefix + "b:", Batch: 64})},
 		{"go-redis-redis_rate", func(b *testing.B, c *redis.Client) allowFunc {
 			l := redis_rate.NewLimiter(c)
 			lim := redis_rate.PerSecond(1000)

@@ -2,6 +2,7 @@ package redisrate_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -38,20 +39,26 @@ var algorithms = []algorithm{
 
 // TestConformance runs the shared suite against every Redis limiter on the
 // real Redis named by REDIS_URL, in real (Redis) time.
+// Each runs once sending decisions on their own and once batched.
 func TestConformance(t *testing.T) {
 	t.Parallel()
 	for _, a := range algorithms {
-		t.Run(a.name, func(t *testing.T) {
-			t.Parallel()
-			ratelimittest.Run(t, ratelimittest.Config{
-				New: func(t *testing.T, lim ratelimit.Limit) (ratelimit.Limiter, error) {
-					c, prefix := testenv.Redis(t)
-					return a.new(c, lim, redisrate.Options{Prefix: prefix})
-				},
+		for _, batch := range []int{0, 16} {
+			t.Run(fmt.Sprintf("%s/batch=%d", a.name, batch), func(t *testing.T) {
+				t.Parallel()
+				ratelimittest.Run(t, ratelimittest.Config{
+					New: func(t *testing.T, lim ratelimit.Limit) (ratelimit.Limiter, error) {
+						c, prefix := testenv.Redis(t)
+						return a.new(c, lim, redisrate.Options{Prefix: prefix, Batch: batch})
+					},
+				})
 			})
-		})
+		}
 	}
 }
+
+// scripterOnly hides every method of a client but redis.Scripter's.
+type scripterOnly struct{ redis.Scripter }
 
 func TestConstructorsRejectBadInput(t *testing.T) {
 	t.Parallel()
@@ -67,7 +74,15 @@ func TestConstructorsRejectBadInput(t *testing.T) {
 			require.ErrorContains(t, err, "braces")
 		})
 	}
-	_, err := redisrate.NewSlidingLog(c, good.WithBurst(20), redisrate.Options{})
+	for _, batch := range []int{-1, 1025} {
+		_, err := redisrate.NewGCRA(c, good, redisrate.Options{Batch: batch})
+		require.ErrorContains(t, err, "Batch")
+	}
+	_, err := redisrate.NewGCRA(scripterOnly{c}, good, redisrate.Options{Batch: 8})
+	require.ErrorContains(t, err, "Pipeline")
+	_, err = redisrate.NewGCRA(scripterOnly{c}, good, redisrate.Options{Batch: 1})
+	require.NoError(t, err, "a batch of one needs no pipeline")
+	_, err = redisrate.NewSlidingLog(c, good.WithBurst(20), redisrate.Options{})
 	require.ErrorIs(t, err, ratelimit.ErrInvalidLimit)
 	_, err = redisrate.NewSlidingWindow(c, ratelimit.PerDay(1_000_000_000), redisrate.Options{})
 	require.ErrorIs(t, err, ratelimit.ErrInvalidLimit)
@@ -219,15 +234,25 @@ func noRetries(t *testing.T) *redis.Client {
 // the two. Unlike a count cut off by the client's clock, this does not
 // depend on how the goroutines are scheduled on a busy machine: the first
 // admission takes the whole burst, so GCRA banks the slots of any stall
-// shorter than Period, and the drain takes them.
+// shorter than Period, and the drain takes them. It runs with decisions
+// sent on their own and batched.
 func TestGCRAExactAcrossInstances(t *testing.T) {
 	t.Parallel()
+	for _, batch := range []int{0, 32} {
+		t.Run(fmt.Sprintf("batch=%d", batch), func(t *testing.T) {
+			t.Parallel()
+			testGCRAExactAcrossInstances(t, batch)
+		})
+	}
+}
+
+func testGCRAExactAcrossInstances(t *testing.T, batch int) {
 	_, prefix := testenv.Redis(t)
 	c := noRetries(t)
 	ctx := context.Background()
 	lim := ratelimit.Limit{Rate: 100, Period: 10 * time.Second, Burst: 100}
 	newL := func(c redis.Scripter) ratelimit.Limiter {
-		l, err := redisrate.NewGCRA(c, lim, redisrate.Options{Prefix: prefix})
+		l, err := redisrate.NewGCRA(c, lim, redisrate.Options{Prefix: prefix, Batch: batch})
 		require.NoError(t, err)
 		return l
 	}
@@ -272,18 +297,24 @@ func TestGCRAExactAcrossInstances(t *testing.T) {
 
 // TestSlidingLogExactAcrossInstances: the same 192 callers hammer one key
 // under 100 per 10 s for 1.5 s, well inside one window: exactly 100 get
-// through, and the log in Redis holds exactly those 100, each unique.
+// through, and the log in Redis holds exactly those 100, each unique; sent
+// on their own and batched.
 func TestSlidingLogExactAcrossInstances(t *testing.T) {
 	t.Parallel()
-	c, prefix := testenv.Redis(t)
-	lim := ratelimit.Limit{Rate: 100, Period: 10 * time.Second, Burst: 100}
-	got := hammerRedis(t, func(c redis.Scripter) ratelimit.Limiter {
-		l, err := redisrate.NewSlidingLog(c, lim, redisrate.Options{Prefix: prefix})
-		require.NoError(t, err)
-		return l
-	}, "hot", 1500*time.Millisecond)
-	require.Equal(t, int64(100), got)
-	n, err := c.ZCard(context.Background(), prefix+"{hot}").Result()
-	require.NoError(t, err)
-	require.Equal(t, int64(100), n)
+	for _, batch := range []int{0, 32} {
+		t.Run(fmt.Sprintf("batch=%d", batch), func(t *testing.T) {
+			t.Parallel()
+			c, prefix := testenv.Redis(t)
+			lim := ratelimit.Limit{Rate: 100, Period: 10 * time.Second, Burst: 100}
+			got := hammerRedis(t, func(c redis.Scripter) ratelimit.Limiter {
+				l, err := redisrate.NewSlidingLog(c, lim, redisrate.Options{Prefix: prefix, Batch: batch})
+				require.NoError(t, err)
+				return l
+			}, "hot", 1500*time.Millisecond)
+			require.Equal(t, int64(100), got)
+			n, err := c.ZCard(context.Background(), prefix+"{hot}").Result()
+			require.NoError(t, err)
+			require.Equal(t, int64(100), n)
+		})
+	}
 }

@@ -103,36 +103,43 @@ func TestOneRoundTripPerDecision(t *testing.T) {
 }
 
 // BenchmarkRedisAllow measures decisions against the real Redis with 8 and
-// 64 concurrent callers over 10,000 keys.
+// 64 concurrent callers over 10,000 keys, each decision sent on its own
+// (batch=0) and batched (batch=64).
 func BenchmarkRedisAllow(b *testing.B) {
 	for _, a := range algorithms {
 		for _, callers := range []int{8, 64} {
-			b.Run(fmt.Sprintf("%s/callers=%d", a.name, callers), func(b *testing.B) {
-				c, prefix := testenv.Redis(b)
-				l, err := a.new(c, ratelimit.PerSecond(1_000_000), redisrate.Options{Prefix: prefix})
-				if err != nil {
-					b.Fatal(err)
-				}
-				keys := make([]string, 10_000)
-				for i := range keys {
-					keys[i] = "user:" + strconv.Itoa(i)
-				}
-				var next atomic.Int64
-				b.SetParallelism(max(callers/runtime.GOMAXPROCS(0), 1))
-				b.ReportAllocs()
-				b.ResetTimer()
-				b.RunParallel(func(pb *testing.PB) {
-					i := int(next.Add(7919))
-					for pb.Next() {
-						if _, err := l.AllowN(context.Background(), keys[i%len(keys)], 1); err != nil {
-							b.Error(err)
-							return
-						}
-						i++
-					}
-				})
-				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "decisions/s")
-			})
+			for _, batch := range []int{0, 64} {
+				benchmarkRedisAllow(b, a, callers, batch)
+			}
 		}
 	}
+}
+
+func benchmarkRedisAllow(b *testing.B, a algorithm, callers, batch int) {
+	b.Run(fmt.Sprintf("%s/callers=%d/batch=%d", a.name, callers, batch), func(b *testing.B) {
+		c, prefix := testenv.Redis(b)
+		l, err := a.new(c, ratelimit.PerSecond(1_000_000), redisrate.Options{Prefix: prefix, Batch: batch})
+		if err != nil {
+			b.Fatal(err)
+		}
+		keys := make([]string, 10_000)
+		for i := range keys {
+			keys[i] = "user:" + strconv.Itoa(i)
+		}
+		var next atomic.Int64
+		b.SetParallelism(max(callers/runtime.GOMAXPROCS(0), 1))
+		b.ReportAllocs()
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			i := int(next.Add(7919))
+			for pb.Next() {
+				if _, err := l.AllowN(context.Background(), keys[i%len(keys)], 1); err != nil {
+					b.Error(err)
+					return
+				}
+				i++
+			}
+		})
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "decisions/s")
+	})
 }

@@ -1,0 +1,235 @@
+package redisrate_test
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/asynckit/asynckit/internal/faultproxy"
+	"github.com/asynckit/asynckit/internal/testenv"
+	"github.com/asynckit/asynckit/ratelimit"
+	"github.com/asynckit/asynckit/ratelimit/redisrate"
+)
+
+// pipelineHook counts the commands a client sends and the round trips they
+// take: a lone command or a whole pipeline is one round trip.
+type pipelineHook struct{ commands, trips atomic.Int64 }
+
+func (h *pipelineHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *pipelineHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.commands.Add(1)
+		h.trips.Add(1)
+		return next(ctx, cmd)
+	}
+}
+func (h *pipelineHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.commands.Add(int64(len(cmds)))
+		h.trips.Add(1)
+		return next(ctx, cmds)
+	}
+}
+
+// TestBatchSharesRoundTrips: 64 callers deciding at once through a batched
+// limiter send exactly one command per decision, in far fewer round trips
+// than decisions, and every decision is counted: 64 × 20 decisions on 64
+// keys with a burst of 20 admit all of them, and the 21st on each key is
+// denied.
+func TestBatchSharesRoundTrips(t *testing.T) {
+	t.Parallel()
+	c, prefix := testenv.Redis(t)
+	hook := &pipelineHook{}
+	c.AddHook(hook)
+	l, err := redisrate.NewGCRA(c, ratelimit.PerHour(20), redisrate.Options{Prefix: prefix, Batch: 16})
+	require.NoError(t, err)
+	ctx := context.Background()
+	_, err = l.AllowN(ctx, "warm", 1)
+	require.NoError(t, err)
+
+	const callers, each = 64, 20
+	commands, trips := hook.commands.Load(), hook.trips.Load()
+	var admitted atomic.Int64
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range callers {
+		wg.Go(func() {
+			<-start
+			for range each {
+				res, err := l.AllowN(ctx, "k"+strconv.Itoa(i), 1)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if res.Allowed {
+					admitted.Add(1)
+				}
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	require.Equal(t, int64(callers*each), admitted.Load())
+	sent, rounds := hook.commands.Load()-commands, hook.trips.Load()-trips
+	t.Logf("%d decisions: %d commands in %d round trips", callers*each, sent, rounds)
+	require.Equal(t, int64(callers*each), sent, "one command per decision")
+	require.Less(t, rounds, int64(callers*each/2), "batches shared round trips")
+	for i := range callers {
+		res, err := l.AllowN(ctx, "k"+strconv.Itoa(i), 1)
+		require.NoError(t, err)
+		require.False(t, res.Allowed, "key %d spent its burst", i)
+	}
+}
+
+// TestBatchReloadsAFlushedScript: after SCRIPT FLUSH, a batch whose
+// EVALSHA meets NOSCRIPT loads the script and sends those decisions again.
+// (Other tests' scripts are reloaded the same way.)
+func TestBatchReloadsAFlushedScript(t *testing.T) {
+	c, prefix := testenv.Redis(t)
+	l, err := redisrate.NewSlidingWindow(c, ratelimit.PerHour(5), redisrate.Options{Prefix: prefix, Batch: 8})
+	require.NoError(t, err)
+	ctx := context.Background()
+	for i := range 3 {
+		require.NoError(t, c.ScriptFlush(ctx).Err())
+		var wg sync.WaitGroup
+		for range 5 {
+			wg.Go(func() {
+				res, err := l.AllowN(ctx, "k"+strconv.Itoa(i), 1)
+				if err != nil || !res.Allowed {
+					t.Errorf("after SCRIPT FLUSH: %+v, %v", res, err)
+				}
+			})
+		}
+		wg.Wait()
+		res, err := l.AllowN(ctx, "k"+strconv.Itoa(i), 1)
+		require.NoError(t, err)
+		require.False(t, res.Allowed, "each of the 5 was counted once")
+	}
+}
+
+// batchedBehindProxy returns a GCRA allowing a million a second, batching
+// up to batch decisions, whose client reaches the test's Redis through a
+// fault-injecting proxy; the script is loaded and a connection is open.
+func batchedBehindProxy(t *testing.T, batch int) (*faultproxy.Proxy, *redisrate.Limiter) {
+	t.Helper()
+	base, prefix := testenv.Redis(t)
+	proxy, err := faultproxy.New(base.Options().Addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, proxy.Close()) })
+	c := redis.NewClient(&redis.Options{Addr: proxy.Addr(), MaxRetries: -1, ContextTimeoutEnabled: true,
+		DialTimeout: 200 * time.Millisecond})
+	t.Cleanup(func() { _ = c.Close() })
+	l, err := redisrate.NewGCRA(c, ratelimit.PerSecond(1_000_000), redisrate.Options{Prefix: prefix, Batch: batch})
+	require.NoError(t, err)
+	_, err = l.AllowN(context.Background(), "warm", 1)
+	require.NoError(t, err)
+	return proxy, l
+}
+
+// TestBatchCallersKeepTheirDeadlines sends 100 callers with random
+// deadlines through a batched limiter over a slow link, so that calls
+// queue, leave the queue when their deadline passes, are chosen to lead
+// and hand the lead on. Every call must end, with a result or its own
+// deadline's error, and the limiter must serve promptly afterwards: no
+// lead is ever lost.
+func TestBatchCallersKeepTheirDeadlines(t *testing.T) {
+	t.Parallel()
+	proxy, l := batchedBehindProxy(t, 4)
+	ctx := context.Background()
+
+	require.NoError(t, proxy.SetDelay(5*time.Millisecond))
+	var ok, timedOut atomic.Int64
+	var wg sync.WaitGroup
+	for i := range 100 {
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(i), 7))
+			for range 10 {
+				d := time.Duration(5+r.IntN(200)) * time.Millisecond
+				cctx, cancel := context.WithTimeout(ctx, d)
+				start := time.Now()
+				_, err := l.AllowN(cctx, "k"+strconv.Itoa(r.IntN(5)), 1)
+				took := time.Since(start)
+				cancel()
+				switch {
+				case err == nil:
+					ok.Add(1)
+				case timedOutErr(err):
+					timedOut.Add(1)
+				default:
+					t.Errorf("unexpected error: %v", err)
+				}
+				// A caller waits for at most its own deadline, or, when it
+				// leads, for its batch's latest (each under 205 ms from
+				// calls that began after it), plus scheduling slack.
+				if took > 2*time.Second {
+					t.Errorf("a call with a %v deadline took %v", d, took)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	t.Logf("1000 calls over a 5 ms link: %d decided, %d ran out of time", ok.Load(), timedOut.Load())
+	require.Positive(t, ok.Load())
+	require.Positive(t, timedOut.Load())
+
+	require.NoError(t, proxy.SetDelay(0))
+	for i := range 20 {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		res, err := l.AllowN(cctx, "after", 1)
+		cancel()
+		require.NoError(t, err, "call %d after the storm", i)
+		require.True(t, res.Allowed)
+	}
+}
+
+// timedOutErr reports whether err is a call running out of time: its ctx's
+// error, or, since go-redis turns a ctx deadline into the connection's,
+// a network timeout.
+func timedOutErr(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
+}
+
+// TestBatchThroughACutLink: when the link to Redis is cut under a batch,
+// every call in it gets an error rather than hanging, and once the link is
+// back the limiter decides again.
+func TestBatchThroughACutLink(t *testing.T) {
+	t.Parallel()
+	proxy, l := batchedBehindProxy(t, 8)
+	ctx := context.Background()
+
+	require.NoError(t, proxy.SetDelay(50*time.Millisecond))
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for range 32 {
+		wg.Go(func() {
+			cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			defer cancel()
+			if _, err := l.AllowN(cctx, "k", 1); err != nil {
+				failed.Add(1)
+			}
+		})
+	}
+	time.Sleep(20 * time.Millisecond) // the first batch is on the wire
+	proxy.Cut()
+	wg.Wait()
+	require.Positive(t, failed.Load(), "calls under the cut failed")
+
+	proxy.Restore()
+	require.NoError(t, proxy.SetDelay(0))
+	require.Eventually(t, func() bool {
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		res, err := l.AllowN(cctx, "k", 1)
+		return err == nil && res.Allowed
+	}, 5*time.Second, 10*time.Millisecond)
+}
