@@ -2,6 +2,7 @@ package redisrate
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -116,6 +117,19 @@ func (b *batcher) do(ctx context.Context, keys []string, args []any) ([]int64, e
 // lead sends batches from the head of the queue until own, a call in it,
 // has been sent, then chooses the next leader. The caller holds the lead.
 func (b *batcher) lead(own *call) {
+	defer func() {
+		if v := recover(); v != nil {
+			// Pass the lead on before the panic leaves, taking own out of
+			// the queue if it is still there: its caller is leaving.
+			b.mu.Lock()
+			if own.state != sent {
+				b.remove(own)
+			}
+			b.handOff()
+			b.mu.Unlock()
+			panic(v)
+		}
+	}()
 	for {
 		b.mu.Lock()
 		n := min(len(b.queue), b.max)
@@ -128,13 +142,7 @@ func (b *batcher) lead(own *call) {
 		ownSent := own.state == sent
 		b.mu.Unlock()
 
-		b.send(batch)
-		for _, c := range batch {
-			select {
-			case c.wake <- struct{}{}:
-			default:
-			}
-		}
+		b.sendAndWake(batch)
 		clear(batch)
 		b.batch = batch[:0]
 
@@ -143,6 +151,35 @@ func (b *batcher) lead(own *call) {
 			b.handOff()
 			b.mu.Unlock()
 			return
+		}
+	}
+}
+
+// sendAndWake sends batch and wakes its callers. If sending panics (in a
+// hook of the client's, say), the callers get an error before the panic
+// goes on up to the leader (see lead), so that none waits forever.
+func (b *batcher) sendAndWake(batch []*call) {
+	defer func() {
+		if v := recover(); v != nil {
+			for _, c := range batch {
+				if c.vals == nil && c.err == nil {
+					c.err = fmt.Errorf("redisrate: sending the batch panicked: %v", v)
+				}
+			}
+			b.wake(batch)
+			panic(v)
+		}
+	}()
+	b.send(batch)
+	b.wake(batch)
+}
+
+// wake signals each call of batch that its result is in.
+func (b *batcher) wake(batch []*call) {
+	for _, c := range batch {
+		select {
+		case c.wake <- struct{}{}:
+		default:
 		}
 	}
 }

@@ -233,3 +233,71 @@ func TestBatchThroughACutLink(t *testing.T) {
 		return err == nil && res.Allowed
 	}, 5*time.Second, 10*time.Millisecond)
 }
+
+// panicHook, once armed, holds the first pipeline it sees for 50 ms, so
+// that calls queue behind it, and panics in the second, which carries them.
+type panicHook struct {
+	armed atomic.Bool
+	seen  atomic.Int64
+}
+
+func (h *panicHook) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (h *panicHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (h *panicHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if h.armed.Load() {
+			switch h.seen.Add(1) {
+			case 1:
+				time.Sleep(50 * time.Millisecond)
+			case 2:
+				h.armed.Store(false)
+				panic("hook failed")
+			}
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// TestBatchSurvivesAPanickingSend: when sending a batch panics, the panic
+// reaches the caller that sent it, every other call in that batch gets an
+// error, and the limiter goes on deciding: the lead was passed on.
+func TestBatchSurvivesAPanickingSend(t *testing.T) {
+	t.Parallel()
+	c, prefix := testenv.Redis(t)
+	hook := &panicHook{}
+	c.AddHook(hook)
+	l, err := redisrate.NewGCRA(c, ratelimit.PerSecond(1_000_000), redisrate.Options{Prefix: prefix, Batch: 8})
+	require.NoError(t, err)
+	ctx := context.Background()
+	_, err = l.AllowN(ctx, "warm", 1)
+	require.NoError(t, err)
+
+	hook.armed.Store(true)
+	var panics, errs, oks atomic.Int64
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			defer func() {
+				if recover() != nil {
+					panics.Add(1)
+				}
+			}()
+			if _, err := l.AllowN(ctx, "k", 1); err != nil {
+				require.ErrorContains(t, err, "panicked")
+				errs.Add(1)
+			} else {
+				oks.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	t.Logf("16 calls: %d panicked (the sender), %d errors, %d decided", panics.Load(), errs.Load(), oks.Load())
+	require.Equal(t, int64(1), panics.Load())
+	require.Positive(t, errs.Load(), "the rest of the panicking batch")
+	require.Equal(t, int64(16), panics.Load()+errs.Load()+oks.Load())
+	for range 5 {
+		res, err := l.AllowN(ctx, "k", 1)
+		require.NoError(t, err)
+		require.True(t, res.Allowed)
+	}
+}
