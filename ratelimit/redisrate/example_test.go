@@ -6,6 +6,8 @@ import (
 	"log"
 	"net/http"
 	"os"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -75,4 +77,30 @@ func Example_failurePolicy() {
 	}
 	res, err := guarded.AllowN(context.Background(), "key-123", 1)
 	fmt.Println(res.Allowed, err)
+}
+
+// A busy service's limiter, batching: the decisions of concurrent requests
+// share round trips to Redis, up to 64 in one pipeline, while each is still
+// its own atomic script. A lone request is sent at once. It needs a Redis,
+// so it only compiles here.
+func ExampleOptions_batch() {
+	rdb := redis.NewClient(&redis.Options{Addr: os.Getenv("REDIS_ADDR")})
+	defer rdb.Close()
+
+	lim, err := redisrate.NewGCRA(rdb, ratelimit.PerSecond(50), redisrate.Options{Prefix: "api:", Batch: 64})
+	if err != nil {
+		log.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var admitted atomic.Int64
+	for range 200 {
+		wg.Go(func() {
+			res, err := lim.AllowN(context.Background(), "tenant-7", 1)
+			if err == nil && res.Allowed {
+				admitted.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	fmt.Println(admitted.Load(), "of 200 admitted") // 50: the burst, if Redis is up
 }
