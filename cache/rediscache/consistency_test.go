@@ -12,7 +12,7 @@ import (
 
 	"github.com/asynckit/asynckit/cache"
 	"github.com/asynckit/asynckit/cache/rediscache"
-	"github.com/asynckit/asynckit/internal/faultproxy"
+	"github.com/asynckit/asynckit/internal/testenv"
 )
 
 // pauseHook holds the first command name on key, before or after it runs
@@ -142,14 +142,9 @@ func TestGetDoesNotKeepAValueInvalidatedWhileItRead(t *testing.T) {
 func TestResubscribeAfterACutDropsLocalCopies(t *testing.T) {
 	client, ns := setup(t)
 	ctx := context.Background()
-	proxy, err := faultproxy.New(client.Options().Addr)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = proxy.Close() })
-	opts := *client.Options()
-	opts.Addr = proxy.Addr()
-	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = 200*time.Millisecond, 200*time.Millisecond, 200*time.Millisecond
-	proxied := redis.NewClient(&opts)
-	t.Cleanup(func() { _ = proxied.Close() })
+	proxied, proxy := testenv.RedisThroughProxy(t, client, func(o *redis.Options) {
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = 200*time.Millisecond, 200*time.Millisecond, 200*time.Millisecond
+	})
 
 	var mu sync.Mutex
 	var subscribeErrs []error
@@ -189,15 +184,9 @@ func TestResubscribeAfterACutDropsLocalCopies(t *testing.T) {
 // error and is served by the loader.
 func TestSlowRedisFallsBackToTheLoaderAfterRedisTimeout(t *testing.T) {
 	client, ns := setup(t)
-	proxy, err := faultproxy.New(client.Options().Addr)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = proxy.Close() })
-	opts := *client.Options()
-	opts.Addr = proxy.Addr()
-	opts.ContextTimeoutEnabled = true
-	opts.MaxRetries = -1
-	proxied := redis.NewClient(&opts)
-	t.Cleanup(func() { _ = proxied.Close() })
+	proxied, proxy := testenv.RedisThroughProxy(t, client, func(o *redis.Options) {
+		o.ContextTimeoutEnabled, o.MaxRetries = true, -1
+	})
 
 	var mu sync.Mutex
 	errOps := map[string]int{}
@@ -371,14 +360,9 @@ func TestSlowLoadDoesNotRestoreAValueDeletedMeanwhile(t *testing.T) {
 func TestLoadDuringACutSubscriptionDoesNotWriteBack(t *testing.T) {
 	client, ns := setup(t)
 	ctx := context.Background()
-	proxy, err := faultproxy.New(client.Options().Addr)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = proxy.Close() })
-	opts := *client.Options()
-	opts.Addr = proxy.Addr()
-	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = 200*time.Millisecond, 200*time.Millisecond, 200*time.Millisecond
-	proxied := redis.NewClient(&opts)
-	t.Cleanup(func() { _ = proxied.Close() })
+	proxied, proxy := testenv.RedisThroughProxy(t, client, func(o *redis.Options) {
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = 200*time.Millisecond, 200*time.Millisecond, 200*time.Millisecond
+	})
 
 	resubscribed := make(chan struct{}, 10)
 	a := newTier(t, rediscache.Options[int, user]{Client: ownClient(t, client), Namespace: ns, TTL: time.Minute, Invalidate: true})

@@ -13,7 +13,7 @@ import (
 
 	"github.com/asynckit/asynckit/cache"
 	"github.com/asynckit/asynckit/cache/rediscache"
-	"github.com/asynckit/asynckit/internal/faultproxy"
+	"github.com/asynckit/asynckit/internal/testenv"
 )
 
 // TestRedisCutMidRunIsServedByTheLoader runs readers through a loopback
@@ -23,15 +23,10 @@ import (
 // cache must use Redis again.
 func TestRedisCutMidRunIsServedByTheLoader(t *testing.T) {
 	base, ns := setup(t)
-	proxy, err := faultproxy.New(base.Options().Addr)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = proxy.Close() })
-	opts := *base.Options()
-	opts.Addr = proxy.Addr()
-	opts.MaxRetries = -1 // report the first failure instead of retrying it
-	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = 200*time.Millisecond, 200*time.Millisecond, 200*time.Millisecond
-	client := redis.NewClient(&opts)
-	t.Cleanup(func() { _ = client.Close() })
+	client, proxy := testenv.RedisThroughProxy(t, base, func(o *redis.Options) {
+		o.MaxRetries = -1 // report the first failure instead of retrying it
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = 200*time.Millisecond, 200*time.Millisecond, 200*time.Millisecond
+	})
 
 	var mu sync.Mutex
 	errOps := map[string]int{}

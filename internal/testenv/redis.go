@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/asynckit/asynckit/internal/faultproxy"
 )
 
 // Redis returns a client for the server named by REDIS_URL and a key prefix
@@ -49,4 +51,28 @@ func Redis(tb testing.TB) (*redis.Client, string) {
 		}
 	})
 	return client, prefix
+}
+
+// RedisThroughProxy returns a client with base's options whose connections
+// pass through a fault-injecting loopback proxy to base's server, and the
+// proxy, so that a test can cut or slow its link to Redis. tweak, if not
+// nil, adjusts the client's options first (timeouts, retries). The client
+// and then the proxy are closed at cleanup.
+func RedisThroughProxy(tb testing.TB, base *redis.Client, tweak func(*redis.Options)) (*redis.Client, *faultproxy.Proxy) {
+	tb.Helper()
+	proxy, err := faultproxy.New(base.Options().Addr)
+	must(tb, err, "start a proxy to Redis")
+	tb.Cleanup(func() {
+		if err := proxy.Close(); err != nil {
+			tb.Errorf("testenv: close the proxy to Redis: %v", err)
+		}
+	})
+	opts := *base.Options()
+	opts.Addr = proxy.Addr()
+	if tweak != nil {
+		tweak(&opts)
+	}
+	client := redis.NewClient(&opts)
+	tb.Cleanup(func() { _ = client.Close() })
+	return client, proxy
 }

@@ -122,12 +122,9 @@ func TestBatchReloadsAFlushedScript(t *testing.T) {
 func batchedBehindProxy(t *testing.T, batch int) (*faultproxy.Proxy, *redisrate.Limiter) {
 	t.Helper()
 	base, prefix := testenv.Redis(t)
-	proxy, err := faultproxy.New(base.Options().Addr)
-	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, proxy.Close()) })
-	c := redis.NewClient(&redis.Options{Addr: proxy.Addr(), MaxRetries: -1, ContextTimeoutEnabled: true,
-		DialTimeout: 200 * time.Millisecond})
-	t.Cleanup(func() { _ = c.Close() })
+	c, proxy := testenv.RedisThroughProxy(t, base, func(o *redis.Options) {
+		o.MaxRetries, o.ContextTimeoutEnabled, o.DialTimeout = -1, true, 200*time.Millisecond
+	})
 	l, err := redisrate.NewGCRA(c, ratelimit.PerSecond(1_000_000), redisrate.Options{Prefix: prefix, Batch: batch})
 	require.NoError(t, err)
 	_, err = l.AllowN(context.Background(), "warm", 1)

@@ -11,7 +11,6 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"github.com/asynckit/asynckit/internal/faultproxy"
 	"github.com/asynckit/asynckit/internal/testenv"
 	"github.com/asynckit/asynckit/ratelimit"
 	"github.com/asynckit/asynckit/ratelimit/redisrate"
@@ -80,12 +79,9 @@ func TestFailurePolicyThroughAFaultyLink(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			base, prefix := testenv.Redis(t)
-			proxy, err := faultproxy.New(base.Options().Addr)
-			require.NoError(t, err)
-			t.Cleanup(func() { require.NoError(t, proxy.Close()) })
-			c := redis.NewClient(&redis.Options{Addr: proxy.Addr(), MaxRetries: -1, DialTimeout: time.Second,
-				ContextTimeoutEnabled: true})
-			t.Cleanup(func() { _ = c.Close() })
+			c, proxy := testenv.RedisThroughProxy(t, base, func(o *redis.Options) {
+				o.MaxRetries, o.DialTimeout, o.ContextTimeoutEnabled = -1, time.Second, true
+			})
 
 			store, err := redisrate.NewGCRA(c, ratelimit.PerMinute(1000), redisrate.Options{Prefix: prefix})
 			require.NoError(t, err)
@@ -159,11 +155,9 @@ func TestBreakerStopsHammeringADownRedis(t *testing.T) {
 	t.Parallel()
 	const openFor = 100 * time.Millisecond
 	base, prefix := testenv.Redis(t)
-	proxy, err := faultproxy.New(base.Options().Addr)
-	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, proxy.Close()) })
-	c := redis.NewClient(&redis.Options{Addr: proxy.Addr(), MaxRetries: -1, ContextTimeoutEnabled: true})
-	t.Cleanup(func() { _ = c.Close() })
+	c, proxy := testenv.RedisThroughProxy(t, base, func(o *redis.Options) {
+		o.MaxRetries, o.ContextTimeoutEnabled = -1, true
+	})
 	store, err := redisrate.NewGCRA(c, ratelimit.PerSecond(100), redisrate.Options{Prefix: prefix})
 	require.NoError(t, err)
 	rec := &recorder{}

@@ -43,9 +43,10 @@ const maxBatch = 1024
 
 // Limiter is a [ratelimit.Limiter] whose state lives in Redis, so that
 // every instance using the same Redis and prefix shares one limit. Each
-// decision is one round trip: one atomic Lua script, sent with EVALSHA
-// (falling back to EVAL once if Redis does not have it cached yet), which
-// reads Redis's clock and sets the key's TTL. Times are kept in
+// decision is one atomic Lua script, sent with EVALSHA (falling back to
+// EVAL once if Redis does not have it cached yet), which reads Redis's
+// clock and sets the key's TTL: one round trip of its own, or, with
+// Options.Batch, a share of one. Times are kept in
 // microseconds: the emission interval of GCRA is Period/Rate rounded up to
 // the microsecond, and RetryAfter and ResetAfter are exact microseconds.
 //
