@@ -325,16 +325,27 @@ func (sh *shard[S]) find(h uint64, key string) *node[S] {
 // a caller that reads the node's state checks seq again afterwards.
 func (sh *shard[S]) probe(h uint64, key string) (*node[S], uint64) {
 	x := sh.idx.Load()
-	for i := h & x.mask; ; i = (i + 1) & x.mask {
+	for n, next := x.candidate(h, h); n != nil; n, next = x.candidate(h, next) {
+		if seq, ok := n.holds(key); ok {
+			return n, seq
+		}
+	}
+	return nil, 0
+}
+
+// candidate returns the first node at or after slot i (taken modulo the
+// index's size) whose stored hash is h, and the slot after it; or nil at
+// the first empty slot. It reads only the index, not the nodes: probe
+// and GCRA's AllowN check the candidate's key with holds.
+func (x *index[S]) candidate(h, i uint64) (*node[S], uint64) {
+	for i &= x.mask; ; i = (i + 1) & x.mask {
 		e := &x.slots[i]
 		n := e.node.Load()
 		if n == nil {
 			return nil, 0
 		}
 		if e.hash.Load() == h {
-			if seq, ok := n.holds(key); ok {
-				return n, seq
-			}
+			return n, i + 1
 		}
 	}
 }
