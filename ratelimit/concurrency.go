@@ -126,11 +126,10 @@ func (c *Concurrency) Acquire(ctx context.Context, key string) (release func(), 
 }
 
 func (c *Concurrency) take(key string, n int, id uint64) Result {
-	now := int64(time.Since(c.epoch))
 	sh, h := c.t.shard(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	st := c.t.get(sh, h, key, now)
+	st, now := c.t.getAt(sh, h, key, c.epoch)
 	st.expire(now)
 	res := Result{Limit: c.lim}
 	held := len(st.slots)

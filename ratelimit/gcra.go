@@ -139,27 +139,9 @@ func (g *GCRA) AllowN(ctx context.Context, key string, n int) (Result, error) {
 		return Result{}, err
 	}
 	sh, h := g.t.shard(key)
-	// The lookup is probe's, split by the clock read on purpose. Reading
-	// the monotonic clock waits for every load issued before it (the
-	// kernel orders its TSC read), so a cache miss before it is paid in
-	// full, and one after it overlaps the rest of the read. The index slot
-	// is read before it; the node's two lines, the likeliest misses since
-	// another core writes the TAT, after it. On a 2-core VM this made a
-	// parallel Allow about 15% faster than reading the clock first, over
-	// 10,000 keys and over 1,000,000; reading it after the key's line and
-	// before the TAT was as fast at 10,000 keys and 30% slower at
-	// 1,000,000.
-	x := sh.idx.Load()
-	c, next := x.candidate(h, h)
-	now := int64(time.Since(g.epoch))
-	var e *node[gcraState]
-	var seq uint64
-	for ; c != nil; c, next = x.candidate(h, next) {
-		if s, ok := c.holds(key); ok {
-			e, seq = c, s
-			e.mark()
-			break
-		}
+	e, seq, now := sh.probeAt(h, key, g.epoch)
+	if e != nil {
+		e.mark()
 	}
 	for {
 		if e == nil {

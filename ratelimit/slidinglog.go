@@ -74,11 +74,10 @@ func (l *SlidingLog) AllowN(ctx context.Context, key string, n int) (Result, err
 	if err := CheckCall(ctx, l.lim, key, n); err != nil {
 		return Result{}, err
 	}
-	now := int64(time.Since(l.epoch))
 	sh, h := l.t.shard(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	st := l.t.get(sh, h, key, now)
+	st, now := l.t.getAt(sh, h, key, l.epoch)
 	if st.ring == nil {
 		st.ring = make([]int64, l.lim.Rate)
 	}

@@ -66,11 +66,10 @@ func (w *SlidingWindow) AllowN(ctx context.Context, key string, n int) (Result, 
 	if err := CheckCall(ctx, w.lim, key, n); err != nil {
 		return Result{}, err
 	}
-	now := int64(time.Since(w.epoch))
 	sh, h := w.t.shard(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	st := w.t.get(sh, h, key, now)
+	st, now := w.t.getAt(sh, h, key, w.epoch)
 	if !st.used {
 		*st = windowState{start: now, used: true}
 	}

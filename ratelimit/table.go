@@ -333,10 +333,45 @@ func (sh *shard[S]) probe(h uint64, key string) (*node[S], uint64) {
 	return nil, 0
 }
 
+// probeAt is probe that also returns the time since epoch, read after
+// key's index slot and before its node, on purpose. Reading the monotonic
+// clock waits for every load issued before it (the kernel orders its TSC
+// read), so a cache miss before it is paid in full, and one after it
+// overlaps the rest of the read. The node's lines are the likeliest
+// misses: they are the largest part of the table, and another core may
+// have written them. On a 2-core VM, reading the clock here rather than
+// before the lookup made a parallel GCRA Allow about 15% faster, over
+// 10,000 keys and over 1,000,000, and the locked limiters' about 10%;
+// reading it after the node's key and before GCRA's TAT was as fast at
+// 10,000 keys and 30% slower at 1,000,000.
+func (sh *shard[S]) probeAt(h uint64, key string, epoch time.Time) (*node[S], uint64, int64) {
+	x := sh.idx.Load()
+	c, next := x.candidate(h, h)
+	now := int64(time.Since(epoch))
+	for ; c != nil; c, next = x.candidate(h, next) {
+		if seq, ok := c.holds(key); ok {
+			return c, seq, now
+		}
+	}
+	return nil, 0, now
+}
+
+// getAt is get for a caller that has not read the time: it returns key's
+// state in sh, created if need be and marked used, and the time since
+// epoch, read as probeAt reads it. sh.mu must be held.
+func (t *table[S, P]) getAt(sh *shard[S], h uint64, key string, epoch time.Time) (*S, int64) {
+	n, _, now := sh.probeAt(h, key, epoch)
+	if n != nil {
+		n.mark()
+		return &n.s, now
+	}
+	return t.get(sh, h, key, now), now
+}
+
 // candidate returns the first node at or after slot i (taken modulo the
 // index's size) whose stored hash is h, and the slot after it; or nil at
 // the first empty slot. It reads only the index, not the nodes: probe
-// and GCRA's AllowN check the candidate's key with holds.
+// and probeAt check the candidate's key with holds.
 func (x *index[S]) candidate(h, i uint64) (*node[S], uint64) {
 	for i &= x.mask; ; i = (i + 1) & x.mask {
 		e := &x.slots[i]

@@ -69,18 +69,20 @@ func (b *TokenBucket) Len() int { return b.t.len() }
 func (b *TokenBucket) Limit() Limit { return b.lim }
 
 // bucket locks key's shard and returns key's limiter, creating it full if
-// needed, and notes a draw at now. The caller unlocks the shard, so that
-// what it reads from the limiter is consistent with what it did to it.
-func (b *TokenBucket) bucket(key string, now time.Time) (*shard[tokenState], *rate.Limiter) {
-	ns := int64(now.Sub(b.epoch))
+// needed, and the time now, noting a draw at now. The caller unlocks the
+// shard, so that what it reads from the limiter is consistent with what
+// it did to it. now is the epoch plus the monotonic time since, read as
+// probeAt reads it; x/time/rate only subtracts and compares times, which
+// use the monotonic reading.
+func (b *TokenBucket) bucket(key string) (*shard[tokenState], *rate.Limiter, time.Time) {
 	sh, h := b.t.shard(key)
 	sh.mu.Lock()
-	st := b.t.get(sh, h, key, ns)
+	st, ns := b.t.getAt(sh, h, key, b.epoch)
 	if st.l == nil {
 		st.l = rate.NewLimiter(b.every, b.lim.Burst)
 	}
 	st.full = ns + b.tau
-	return sh, st.l
+	return sh, st.l, b.epoch.Add(time.Duration(ns))
 }
 
 // AllowN reports whether key may spend n tokens now, and spends them if so.
@@ -89,8 +91,7 @@ func (b *TokenBucket) AllowN(ctx context.Context, key string, n int) (Result, er
 	if err := CheckCall(ctx, b.lim, key, n); err != nil {
 		return Result{}, err
 	}
-	now := time.Now()
-	sh, l := b.bucket(key, now)
+	sh, l, now := b.bucket(key)
 	ok := l.AllowN(now, n)
 	tokens := l.TokensAt(now)
 	sh.mu.Unlock()
@@ -149,8 +150,7 @@ func (b *TokenBucket) WaitN(ctx context.Context, key string, n int) error {
 	if err := CheckCall(ctx, b.lim, key, n); err != nil {
 		return err
 	}
-	now := time.Now()
-	sh, l := b.bucket(key, now)
+	sh, l, now := b.bucket(key)
 	r := l.ReserveN(now, n)
 	sh.mu.Unlock()
 	delay := r.DelayFrom(now)
@@ -180,8 +180,7 @@ func (b *TokenBucket) Reserve(ctx context.Context, key string, n int) (*rate.Res
 	if err := CheckCall(ctx, b.lim, key, n); err != nil {
 		return nil, err
 	}
-	now := time.Now()
-	sh, l := b.bucket(key, now)
+	sh, l, now := b.bucket(key)
 	defer sh.mu.Unlock()
 	return l.ReserveN(now, n), nil
 }
