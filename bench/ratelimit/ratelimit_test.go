@@ -83,19 +83,19 @@ func BenchmarkAllowParallel(b *testing.B) {
 				return v.(*rate.Limiter).Allow()
 			}
 		}},
-		// The floors are not libraries. floor-gcra is the least an exact
-		// keyed limiter can do per call: a key's TAT in a Go map filled
+		// Two rows are references, not libraries. bare-gcra is an exact
+		// GCRA with nothing around it: a key's TAT in a Go map filled
 		// before the run and only read during it (no insert, cap, expiry
 		// or lock), one monotonic clock read and one compare-and-swap.
-		// floor-clock is that clock read alone, beside the key draw. Each
-		// limiter's distance above floor-gcra is what its table costs.
-		{"floor-gcra", func(b *testing.B) allowFunc {
+		// floor-clock is that clock read alone, beside the key draw: the
+		// one cost every exact limiter pays on every call.
+		{"bare-gcra", func(b *testing.B) allowFunc {
 			iv := int64(limit.Interval())
 			tau := iv * int64(limit.Burst)
 			epoch := time.Now()
-			m := make(map[string]*floorTAT, nkeys)
+			m := make(map[string]*bareTAT, nkeys)
 			for _, k := range keys {
-				m[k] = new(floorTAT)
+				m[k] = new(bareTAT)
 			}
 			return func(_ context.Context, key string) bool {
 				t := &m[key].tat
@@ -244,10 +244,10 @@ func BenchmarkRedisAllow(b *testing.B) {
 	}
 }
 
-// floorTAT is floor-gcra's per-key state, alone on its own pair of cache
+// bareTAT is bare-gcra's per-key state, alone on its own pair of cache
 // lines as asynckit's GCRA keeps it, so that neighbouring keys do not
 // share a line.
-type floorTAT struct {
+type bareTAT struct {
 	tat atomic.Int64
 	_   [120]byte
 }
