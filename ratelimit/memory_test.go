@@ -17,11 +17,11 @@ import (
 // at 100,000 keys: 300,000 normally, 5,000,000 with ASYNCKIT_SOAK=1. The key
 // count must sit exactly at the cap, and the heap must stop growing: once
 // the first 200,000 keys have gone through (evicted keys' nodes are
-// recycled or, for GCRA, collected, so the heap holds little more after the
-// cap), the heap at the end
-// must be the same to within 10%, and under 512 bytes per key held (a SlidingLog of 10 per
-// hour keeps 80 bytes of timestamps per key, a Concurrency of 10 160 bytes
-// of slots, a TokenBucket a whole x/time/rate.Limiter).
+// recycled or, for GCRA, collected, so the heap holds little more after
+// the cap), the heap at the end must be the same to within 10%, and under
+// 512 bytes per key held (a SlidingLog of 10 per hour keeps 80 bytes of
+// timestamps per key, a Concurrency of 10 160 bytes of slots, a
+// TokenBucket a whole x/time/rate.Limiter).
 func TestMemoryIsBoundedByMaxKeys(t *testing.T) {
 	total := 300_000
 	if os.Getenv("ASYNCKIT_SOAK") == "1" {
