@@ -9,14 +9,14 @@ import (
 )
 
 // TestBatchHandsOnTheLead: a queued call whose ctx ends just as it is
-// chosen to lead the next batch must not take the lead away with it,
-// whichever of the two signals its select sees first. Then the batcher is
-// idle again, so that the next call leads at once. No Redis is needed: a
+// given a lane must not take the lane away with it, whichever of the two
+// signals its select sees first. Then the batcher is idle again, so that
+// the next call sends at once. No Redis is needed: a
 // call whose ctx has ended is never sent.
 func TestBatchHandsOnTheLead(t *testing.T) {
 	for i := range 50 {
 		b := newBatcher(nil, gcraScript, 4)
-		b.busy = true // a leader is out with a batch
+		b.lanes, b.leaders = 1, 1 // a leader is out with a batch
 		ctx, cancel := context.WithCancel(context.Background())
 		errc := make(chan error, 1)
 		go func() {
@@ -29,17 +29,16 @@ func TestBatchHandsOnTheLead(t *testing.T) {
 			return len(b.queue) == 1
 		}, 5*time.Second, time.Millisecond)
 
-		// The leader returns: it chooses the queued call, whose ctx ends
-		// at the same moment.
+		// The leader returns: it gives its lane to the queued call, whose
+		// ctx ends at the same moment.
 		b.mu.Lock()
 		cancel()
-		b.busy = true
 		b.handOff()
 		b.mu.Unlock()
 
 		require.ErrorIs(t, <-errc, context.Canceled, "round %d", i)
 		b.mu.Lock()
-		require.False(t, b.busy, "round %d: the lead was lost", i)
+		require.Zero(t, b.leaders, "round %d: the lane was lost", i)
 		require.Empty(t, b.queue, "round %d", i)
 		b.mu.Unlock()
 	}

@@ -27,18 +27,20 @@
 // # Batching
 //
 // With [Options].Batch above 1, concurrent decisions of one Limiter share
-// round trips, as a database commits a group of transactions at once: a
-// call that finds no batch in flight sends at once, and the calls that
-// arrive meanwhile go out together, as one pipeline of up to Batch
-// scripts, when it returns. Each decision is still its own EVALSHA, so
-// every guarantee above holds (a batch that finds the script uncached
-// loads it with SCRIPT LOAD and sends those decisions again); what changes
-// is the cost per decision, in system calls and connections on both
-// sides. Nothing runs in the background. Against a local Redis on a
-// 2-core machine, 64 callers made 57,800 GCRA decisions a second batched
-// and 31,800 unbatched; 8 callers 31,900 and 27,800. The price is that a
-// call may wait for the batch ahead of it, and the call that sends a batch
-// waits for all of it, up to the latest deadline among its calls.
+// round trips, as a database commits a group of transactions at once. Up
+// to 8 round trips are in flight: a call that finds one free sends at
+// once, alone, as an unbatched limiter would, and when all 8 are out the
+// calls that arrive queue, and go out as pipelines of up to Batch scripts
+// as round trips return. Each decision is still its own EVALSHA, so every
+// guarantee above holds (a pipeline that finds the script uncached loads
+// it with SCRIPT LOAD and sends those decisions again); what changes is
+// the cost per decision under load, in system calls on both sides.
+// Nothing runs in the background. Against a local Redis on a 2-core
+// machine, with Batch 64, 64 callers made 144,000–147,000 GCRA decisions
+// a second against 91,000–94,000 unbatched, and 8 callers 79,000–81,000,
+// level with unbatched. The price is that a call may wait for the round
+// trips ahead of it, and the call that sends a pipeline waits for all of
+// it, up to the latest deadline among its calls.
 //
 // # Keys and Redis Cluster
 //

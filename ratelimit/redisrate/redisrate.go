@@ -25,16 +25,18 @@ type Options struct {
 	// "ratelimit:conc:" after the algorithm.
 	Prefix string
 	// Batch, above 1, lets up to Batch concurrent decisions share one
-	// round trip: while one batch of decisions is out, the calls that
-	// arrive queue, and go out together, as one pipeline, when it returns.
-	// Each decision is still its own atomic script. A call that finds
-	// nothing in flight goes out at once, so batching adds no latency to
-	// a quiet limiter; under load a call may wait for the batch ahead of
-	// it, and the call that sends a batch waits for all of it (up to the
-	// latest deadline among its calls). It spends far fewer system calls
-	// and connections per decision; see the package doc for figures. The
-	// client must have a Pipeline method, as every go-redis client has.
-	// 0 or 1 sends each decision on its own; at most 1024.
+	// round trip. Up to 8 round trips are in flight at once; a call that
+	// finds one of them free goes out at once, alone, so batching adds no
+	// latency and no cost to a limiter with few concurrent callers. When
+	// all 8 are out, calls queue, and each round trip that returns sends
+	// the oldest of them with up to Batch−1 of those behind it, as one
+	// pipeline. Each decision is still its own atomic script. A call may
+	// wait for the round trips ahead of it, and the call that sends a
+	// pipeline waits for all of it (up to the latest deadline among its
+	// calls). Under load it spends far fewer system calls per decision;
+	// see the package doc for figures. The client must have a Pipeline
+	// method, as every go-redis client has. 0 or 1 sends each decision on
+	// its own; at most 1024.
 	Batch int
 }
 
