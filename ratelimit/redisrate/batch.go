@@ -230,15 +230,15 @@ func (b *batcher) remove(c *call) {
 	}
 }
 
-// send runs batch as one pipeline and stores each call's result. Calls
-// whose ctx has already ended are not sent. The pipeline's ctx carries the
-// values of the first call's and the latest deadline of all, since the
-// calls share the round trip; if Redis has not cached the script, it is
-// loaded once and the calls that missed it are sent again.
+// send runs batch and stores each call's result. Calls whose ctx has
+// already ended are not sent. A batch of one goes as a lone command with
+// its own ctx, as an unbatched limiter sends it, since a pipeline costs
+// more. A larger batch goes as one pipeline, whose ctx carries the values
+// of the first call's and the latest deadline of all, since the calls
+// share the round trip; if Redis has not cached the script, it is loaded
+// once and the calls that missed it are sent again.
 func (b *batcher) send(batch []*call) {
 	if len(batch) == 1 {
-		// A batch of one goes as a lone command, with its own ctx, as an
-		// unbatched limiter sends it: a pipeline would cost more.
 		c := batch[0]
 		if c.err = c.ctx.Err(); c.err == nil {
 			c.vals, c.err = b.script.Run(c.ctx, b.c, c.keys, c.args...).Int64Slice()
