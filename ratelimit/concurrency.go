@@ -45,23 +45,6 @@ func (s *slotsState) idle(now int64) bool { return s.quiet <= now }
 
 func (s *slotsState) reset(int64) { s.slots, s.quiet = s.slots[:0], 0 }
 
-// reserve makes room for need slots, need at most limit. A key's first
-// slots get exactly the room they need, since most keys never have more
-// than one holder at a time; a key that outgrows that gets room for
-// twice as many, and at least 8, at once (never more than limit), so that
-// its holders growing to a limit of 8 cost one allocation rather than one
-// per doubling.
-func (s *slotsState) reserve(need, limit int) {
-	if need <= cap(s.slots) {
-		return
-	}
-	size := need
-	if cap(s.slots) > 0 {
-		size = min(limit, max(need, 2*cap(s.slots), 8))
-	}
-	s.slots = append(make([]slot, 0, size), s.slots...)
-}
-
 func (s *slotsState) expire(now int64) {
 	i := 0
 	for i < len(s.slots) && s.slots[i].exp <= now {
@@ -139,7 +122,6 @@ func (c *Concurrency) take(key string, n int, id uint64) Result {
 		res.ResetAfter = time.Duration(st.quiet - now)
 		return res
 	}
-	st.reserve(held+n, c.lim.Burst)
 	exp := now + c.lease
 	for range n {
 		st.slots = append(st.slots, slot{id: id, exp: exp})
