@@ -25,8 +25,9 @@ type Options struct {
 	// "ratelimit:conc:" after the algorithm.
 	Prefix string
 	// Batch, above 1, lets up to Batch concurrent decisions share one
-	// round trip. Up to 8 round trips are in flight at once; a call that
-	// finds one of them free goes out at once, alone, so batching adds no
+	// round trip. Up to 8 round trips are in flight at once, each on a
+	// connection of the client's pool; a call that finds one of them free
+	// goes out at once, alone, so batching adds no
 	// latency and no cost to a limiter with few concurrent callers. When
 	// all 8 are out, calls queue, and each round trip that returns sends
 	// the oldest of them with up to Batch−1 of those behind it, as one
