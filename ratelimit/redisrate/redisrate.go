@@ -27,17 +27,17 @@ type Options struct {
 	// Batch, above 1, lets up to Batch concurrent decisions share one
 	// round trip. Up to 8 round trips are in flight at once, each on a
 	// connection of the client's pool; a call that finds one of them free
-	// goes out at once, alone, so batching adds no
-	// latency and no cost to a limiter with few concurrent callers. When
-	// all 8 are out, calls queue, and each round trip that returns sends
-	// the oldest of them with up to Batch−1 of those behind it, as one
-	// pipeline. Each decision is still its own atomic script. A call may
-	// wait for the round trips ahead of it, and the call that sends a
-	// pipeline waits for all of it (up to the latest deadline among its
-	// calls). Under load it spends far fewer system calls per decision;
-	// see the package doc for figures. The client must have a Pipeline
-	// method, as every go-redis client has. 0 or 1 sends each decision on
-	// its own; at most 1024.
+	// goes out at once, alone, so batching adds no latency and no cost to
+	// a limiter with few concurrent callers. When all 8 are out, calls
+	// queue, and each round trip that returns sends the oldest of them
+	// with up to Batch−1 of those behind it, as one pipeline. Each
+	// decision is still its own atomic script. A call may wait for the
+	// round trips ahead of it, and the call that sends a pipeline waits
+	// for all of it (up to the latest deadline among its calls). Under
+	// load it spends far fewer system calls per decision; see the package
+	// doc for figures. The client must have a Pipeline method, as every
+	// go-redis client has. 0 or 1 sends each decision on its own; at most
+	// 1024.
 	Batch int
 }
 
