@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/asynckit/asynckit/ratelimit"
+	"github.com/asynckit/asynckit/ratelimit/ratelimittest"
 )
 
 // flakyStore is a Limiter standing in for a remote store whose health the
@@ -50,30 +51,12 @@ func (s *flakyStore) AllowN(ctx context.Context, key string, n int) (ratelimit.R
 	return ratelimit.Result{Allowed: true, Limit: s.lim, Remaining: 7}, nil
 }
 
-// events collects a Guarded limiter's Observe events.
-type events struct {
-	mu  sync.Mutex
-	all []ratelimit.Event
-}
-
-func (e *events) observe(ev ratelimit.Event) {
-	e.mu.Lock()
-	e.all = append(e.all, ev)
-	e.mu.Unlock()
-}
-
-func (e *events) last() ratelimit.Event {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.all[len(e.all)-1]
-}
-
-func newGuarded(t *testing.T, p ratelimit.FailurePolicy) (*ratelimit.Guarded, *flakyStore, *events) {
+func newGuarded(t *testing.T, p ratelimit.FailurePolicy) (*ratelimit.Guarded, *flakyStore, *ratelimittest.Recorder) {
 	t.Helper()
 	store := &flakyStore{lim: ratelimit.Limit{Rate: 10, Period: time.Minute, Burst: 10}}
-	ev := &events{}
+	ev := &ratelimittest.Recorder{}
 	g, err := ratelimit.WithFailurePolicy(store, p, ratelimit.FailureOptions{
-		Timeout: 50 * time.Millisecond, Failures: 3, OpenFor: 2 * time.Second, Observe: ev.observe,
+		Timeout: 50 * time.Millisecond, Failures: 3, OpenFor: 2 * time.Second, Observe: ev.Observe,
 	})
 	require.NoError(t, err)
 	return g, store, ev
@@ -96,7 +79,7 @@ func TestBreakerStates(t *testing.T) {
 		}
 
 		require.True(t, allow().Allowed)
-		require.Equal(t, ratelimit.Decided, ev.last().Outcome)
+		require.Equal(t, ratelimit.Decided, ev.Last().Outcome)
 
 		// Two failures, then a success: the count starts again.
 		store.mode.Store(storeDown)
@@ -104,20 +87,20 @@ func TestBreakerStates(t *testing.T) {
 			res := allow()
 			require.False(t, res.Allowed)
 			require.Equal(t, 50*time.Millisecond, res.RetryAfter, "closed: retry after the timeout")
-			require.ErrorIs(t, ev.last().Err, errStoreDown)
-			require.False(t, ev.last().BreakerOpen)
+			require.ErrorIs(t, ev.Last().Err, errStoreDown)
+			require.False(t, ev.Last().BreakerOpen)
 		}
 		store.mode.Store(storeUp)
 		require.True(t, allow().Allowed)
 		store.mode.Store(storeDown)
 		for range 2 {
 			allow()
-			require.False(t, ev.last().BreakerOpen, "two failures after a success do not open it")
+			require.False(t, ev.Last().BreakerOpen, "two failures after a success do not open it")
 		}
 
 		// The third failure in a row opens it.
 		allow()
-		require.True(t, ev.last().BreakerOpen)
+		require.True(t, ev.Last().BreakerOpen)
 		require.Equal(t, int64(7), store.calls.Load())
 
 		// Open: answered at once, without the store.
@@ -125,15 +108,15 @@ func TestBreakerStates(t *testing.T) {
 		res := allow()
 		require.False(t, res.Allowed)
 		require.Equal(t, 1500*time.Millisecond, res.RetryAfter, "open: retry when the probe is due")
-		require.NoError(t, ev.last().Err, "the store was not tried")
+		require.NoError(t, ev.Last().Err, "the store was not tried")
 		require.Equal(t, int64(7), store.calls.Load())
 
 		// At OpenFor one call probes; it fails and reopens for OpenFor.
 		time.Sleep(1500 * time.Millisecond)
 		allow()
 		require.Equal(t, int64(8), store.calls.Load())
-		require.ErrorIs(t, ev.last().Err, errStoreDown)
-		require.True(t, ev.last().BreakerOpen)
+		require.ErrorIs(t, ev.Last().Err, errStoreDown)
+		require.True(t, ev.Last().BreakerOpen)
 		time.Sleep(2*time.Second - time.Nanosecond)
 		allow()
 		require.Equal(t, int64(8), store.calls.Load(), "reopened for a whole OpenFor")
@@ -143,8 +126,8 @@ func TestBreakerStates(t *testing.T) {
 		time.Sleep(time.Nanosecond)
 		require.True(t, allow().Allowed)
 		require.Equal(t, int64(9), store.calls.Load())
-		require.Equal(t, ratelimit.Decided, ev.last().Outcome)
-		require.False(t, ev.last().BreakerOpen)
+		require.Equal(t, ratelimit.Decided, ev.Last().Outcome)
+		require.False(t, ev.Last().BreakerOpen)
 		require.True(t, allow().Allowed)
 		require.Equal(t, int64(10), store.calls.Load())
 	})
@@ -190,8 +173,8 @@ func TestGuardedTimeout(t *testing.T) {
 		require.Equal(t, 50*time.Millisecond, time.Since(start))
 		require.True(t, res.Allowed)
 		require.Equal(t, 8, res.Remaining, "fail-open reports the burst less n")
-		require.Equal(t, ratelimit.FailedOpen, ev.last().Outcome)
-		require.ErrorIs(t, ev.last().Err, context.DeadlineExceeded)
+		require.Equal(t, ratelimit.FailedOpen, ev.Last().Outcome)
+		require.ErrorIs(t, ev.Last().Err, context.DeadlineExceeded)
 	})
 }
 
@@ -234,7 +217,7 @@ func TestFallbackTakesItsShare(t *testing.T) {
 		for i := range 12 {
 			res, err := g.AllowN(ctx, "k", 1)
 			require.NoError(t, err)
-			require.Equal(t, ratelimit.FellBack, ev.last().Outcome)
+			require.Equal(t, ratelimit.FellBack, ev.Last().Outcome)
 			if res.Allowed {
 				admitted++
 				require.Equal(t, 9-i, res.Remaining)
@@ -251,7 +234,7 @@ func TestFallbackTakesItsShare(t *testing.T) {
 		require.NoError(t, err, "6 is within the store's burst of 10")
 		require.False(t, res.Allowed)
 		require.Equal(t, 50*time.Millisecond, res.RetryAfter)
-		require.Equal(t, ratelimit.FellBack, ev.last().Outcome)
+		require.Equal(t, ratelimit.FellBack, ev.Last().Outcome)
 		res, err = g.AllowN(ctx, "k", 5)
 		require.NoError(t, err)
 		require.True(t, res.Allowed, "the denied request spent nothing")

@@ -34,4 +34,11 @@
 // that count use periods of an hour, so the real time that passes during
 // them cannot change the count. The whole suite then takes about three
 // seconds.
+//
+// # Failure policies
+//
+// A [Recorder] keeps the events a [ratelimit.Guarded] limiter reports
+// through FailureOptions.Observe, so that a test can see, call by call,
+// whether the store was tried, what the policy answered and whether the
+// breaker is open.
 package ratelimittest

@@ -13,26 +13,9 @@ import (
 
 	"github.com/asynckit/asynckit/internal/testenv"
 	"github.com/asynckit/asynckit/ratelimit"
+	"github.com/asynckit/asynckit/ratelimit/ratelimittest"
 	"github.com/asynckit/asynckit/ratelimit/redisrate"
 )
-
-// recorder keeps the events a Guarded limiter reports.
-type recorder struct {
-	mu     sync.Mutex
-	events []ratelimit.Event
-}
-
-func (r *recorder) observe(ev ratelimit.Event) {
-	r.mu.Lock()
-	r.events = append(r.events, ev)
-	r.mu.Unlock()
-}
-
-func (r *recorder) last() ratelimit.Event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.events[len(r.events)-1]
-}
 
 // TestFailurePolicyThroughAFaultyLink puts a TCP proxy between the client
 // and the real Redis, then cuts the link and slows it mid-run. Each policy
@@ -85,9 +68,9 @@ func TestFailurePolicyThroughAFaultyLink(t *testing.T) {
 
 			store, err := redisrate.NewGCRA(c, ratelimit.PerMinute(1000), redisrate.Options{Prefix: prefix})
 			require.NoError(t, err)
-			rec := &recorder{}
+			rec := &ratelimittest.Recorder{}
 			g, err := ratelimit.WithFailurePolicy(store, tc.policy(t), ratelimit.FailureOptions{
-				Timeout: timeout, Failures: 3, OpenFor: openFor, Observe: rec.observe,
+				Timeout: timeout, Failures: 3, OpenFor: openFor, Observe: rec.Observe,
 			})
 			require.NoError(t, err)
 			ctx := context.Background()
@@ -95,7 +78,7 @@ func TestFailurePolicyThroughAFaultyLink(t *testing.T) {
 				start := time.Now()
 				res, err := g.AllowN(ctx, "k", 1)
 				require.NoError(t, err)
-				return res, rec.last(), time.Since(start)
+				return res, rec.Last(), time.Since(start)
 			}
 
 			// Connect and load the script outside the guard, so that a slow
@@ -160,9 +143,9 @@ func TestBreakerStopsHammeringADownRedis(t *testing.T) {
 	})
 	store, err := redisrate.NewGCRA(c, ratelimit.PerSecond(100), redisrate.Options{Prefix: prefix})
 	require.NoError(t, err)
-	rec := &recorder{}
+	rec := &ratelimittest.Recorder{}
 	g, err := ratelimit.WithFailurePolicy(store, ratelimit.FailClosed, ratelimit.FailureOptions{
-		Timeout: 50 * time.Millisecond, Failures: 3, OpenFor: openFor, Observe: rec.observe,
+		Timeout: 50 * time.Millisecond, Failures: 3, OpenFor: openFor, Observe: rec.Observe,
 	})
 	require.NoError(t, err)
 
@@ -184,13 +167,13 @@ func TestBreakerStopsHammeringADownRedis(t *testing.T) {
 	wg.Wait()
 	elapsed := time.Since(start)
 	tried := 0
-	for _, ev := range rec.events {
+	for _, ev := range rec.Events() {
 		if ev.Err != nil {
 			tried++
 		}
 	}
 	probes := int(elapsed/openFor) + 1
-	t.Logf("%d decisions in %v; %d tried Redis (at most 16 + %d probes)", len(rec.events), elapsed, tried, probes)
-	require.Len(t, rec.events, 400)
+	t.Logf("%d decisions in %v; %d tried Redis (at most 16 + %d probes)", len(rec.Events()), elapsed, tried, probes)
+	require.Len(t, rec.Events(), 400)
 	require.LessOrEqual(t, tried, 16+probes)
 }
