@@ -204,9 +204,11 @@ func (c *Cache[K, V]) set(key K, value V, ttl int64) {
 }
 
 // Delete removes key and reports whether an entry was there. A load of key
-// in flight still answers its waiters but does not store its result, so a
-// Delete after a write to the source of truth is never undone by an older
-// load.
+// in flight still answers its waiters but does not store its result, and a
+// caller that misses after Delete starts a load of its own rather than
+// joining it. So a Delete after a write to the source of truth is never
+// undone by an older load, and no caller that starts after the Delete
+// returns sees a value read before it.
 func (c *Cache[K, V]) Delete(key K) bool {
 	h, s := c.locate(key)
 	var ev evictions[K, V]
@@ -239,7 +241,8 @@ func (c *Cache[K, V]) Len() int {
 }
 
 // Purge removes every entry, calling OnEvict for each one with a value.
-// Loads in flight answer their waiters but do not store their results.
+// Loads in flight answer their waiters but do not store their results, and
+// callers that miss after Purge start loads of their own, as after Delete.
 func (c *Cache[K, V]) Purge() {
 	for i := range c.shards {
 		s := &c.shards[i]
@@ -248,6 +251,7 @@ func (c *Cache[K, V]) Purge() {
 		for _, cl := range s.calls {
 			cl.dropped = true
 		}
+		clear(s.calls) // later misses load afresh; see dropCall
 		if c.onEvict != nil {
 			for _, e := range s.ring {
 				if e.err == nil {

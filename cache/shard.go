@@ -40,11 +40,14 @@ func (e *entry[K, V]) touch() {
 
 // dropCall marks key's load in flight, if any, so that it answers its
 // waiters but stores nothing: a Set or Delete since it began is newer.
-// Called with mu held.
+// It also forgets the load, so that a caller who misses after the write
+// starts a load of its own instead of joining one that may have read the
+// source before the write. Called with mu held.
 func (s *shard[K, V]) dropCall(key K) {
 	if len(s.calls) > 0 {
 		if cl := s.calls[key]; cl != nil {
 			cl.dropped = true
+			delete(s.calls, key)
 		}
 	}
 }
