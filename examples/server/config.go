@@ -1,0 +1,273 @@
+package main
+
+import (
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/asynckit/asynckit/ratelimit"
+)
+
+// config is everything the server reads from its flags and environment.
+type config struct {
+	Addr             string
+	DBPath           string
+	DatabaseURL      string
+	RateLimit        ratelimit.Limit
+	RateLimitText    string
+	Upstreams        []string
+	AggregateTimeout time.Duration
+	ShutdownTimeout  time.Duration
+	CORSOrigins      []string
+	SlowRequest      time.Duration
+	MaxBody          int64
+	MaxUpload        int64
+	UploadDir        string
+	Workers          int
+	CursorKey        []byte
+	TrustedProxies   []netip.Prefix
+	LogFormat        string
+	LogLevel         slog.Level
+}
+
+// setting is one row of the table below: a flag, the environment variable
+// of the same meaning, its default, and how to store its value.
+type setting struct {
+	flag, env, def, usage string
+	set                   func(c *config, v string) error
+}
+
+// settings is the one table of the server's configuration. A flag given on
+// the command line wins over its environment variable, which wins over the
+// default.
+var settings = []setting{
+	{"addr", "ADDR", "127.0.0.1:8080", "address to listen on",
+		func(c *config, v string) error { c.Addr = v; return nil }},
+	{"db", "DB_PATH", "asynckit-example.db", "SQLite database file, used when no database URL is set",
+		func(c *config, v string) error { c.DBPath = v; return nil }},
+	{"database-url", "DATABASE_URL", "", "Postgres URL (postgres://…); replaces SQLite",
+		func(c *config, v string) error {
+			if v != "" && !strings.HasPrefix(v, "postgres://") && !strings.HasPrefix(v, "postgresql://") {
+				return errors.New("must start with postgres:// or postgresql://")
+			}
+			c.DatabaseURL = v
+			return nil
+		}},
+	{"rate-limit", "RATE_LIMIT", "600/min", "requests per client, as N/s, N/min, N/h or N/day",
+		func(c *config, v string) error {
+			lim, err := parseRate(v)
+			c.RateLimit, c.RateLimitText = lim, v
+			return err
+		}},
+	{"upstreams", "UPSTREAMS", "", "comma-separated URLs that GET /aggregate fans out to (default: the built-in demo upstreams)",
+		func(c *config, v string) error {
+			c.Upstreams = nil
+			for _, u := range splitList(v) {
+				p, err := url.Parse(u)
+				if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+					return fmt.Errorf("%q is not an absolute http(s) URL", u)
+				}
+				c.Upstreams = append(c.Upstreams, u)
+			}
+			if len(c.Upstreams) > maxUpstreams {
+				return fmt.Errorf("at most %d upstreams", maxUpstreams)
+			}
+			return nil
+		}},
+	{"aggregate-timeout", "AGGREGATE_TIMEOUT", "2s", "time limit for each upstream of GET /aggregate",
+		func(c *config, v string) error { return setDuration(&c.AggregateTimeout, v, time.Millisecond) }},
+	{"shutdown-timeout", "SHUTDOWN_TIMEOUT", "15s", "how long a shutdown may take to drain requests and tasks",
+		func(c *config, v string) error { return setDuration(&c.ShutdownTimeout, v, time.Millisecond) }},
+	{"cors-origins", "CORS_ORIGINS", "", "comma-separated origins allowed by CORS, or * for any",
+		func(c *config, v string) error {
+			c.CORSOrigins = splitList(v)
+			for _, o := range c.CORSOrigins {
+				if o == "*" {
+					continue
+				}
+				if p, err := url.Parse(o); err != nil || p.Scheme == "" || p.Host == "" || p.Path != "" {
+					return fmt.Errorf("%q is not an origin such as https://example.com", o)
+				}
+			}
+			return nil
+		}},
+	{"slow-request", "SLOW_REQUEST", "500ms", "requests slower than this are logged as warnings",
+		func(c *config, v string) error { return setDuration(&c.SlowRequest, v, time.Millisecond) }},
+	{"max-body", "MAX_BODY", "1MiB", "largest JSON request body",
+		func(c *config, v string) error { return setSize(&c.MaxBody, v) }},
+	{"max-upload", "MAX_UPLOAD", "32MiB", "largest file upload",
+		func(c *config, v string) error { return setSize(&c.MaxUpload, v) }},
+	{"upload-dir", "UPLOAD_DIR", "", "directory for uploaded files awaiting processing (default: a temporary directory removed at exit)",
+		func(c *config, v string) error { c.UploadDir = v; return nil }},
+	{"workers", "WORKERS", "4", "how many background tasks run at once",
+		func(c *config, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 1000 {
+				return errors.New("must be a whole number from 1 to 1000")
+			}
+			c.Workers = n
+			return nil
+		}},
+	{"cursor-key", "CURSOR_KEY", "", "key that signs page cursors: 32+ bytes as hex or base64 (default: random at start, so cursors end with the process)",
+		func(c *config, v string) error {
+			c.CursorKey = nil
+			if v == "" {
+				return nil
+			}
+			k, err := hex.DecodeString(v)
+			if err != nil {
+				k, err = base64.StdEncoding.DecodeString(v)
+			}
+			if err != nil || len(k) < 32 {
+				return errors.New("must be at least 32 bytes, written as hex or base64")
+			}
+			c.CursorKey = k
+			return nil
+		}},
+	{"trusted-proxies", "TRUSTED_PROXIES", "", "comma-separated CIDR prefixes whose X-Forwarded-For is believed",
+		func(c *config, v string) error {
+			c.TrustedProxies = nil
+			for _, s := range splitList(v) {
+				p, err := netip.ParsePrefix(s)
+				if err != nil {
+					return fmt.Errorf("%q is not a CIDR prefix", s)
+				}
+				c.TrustedProxies = append(c.TrustedProxies, p)
+			}
+			return nil
+		}},
+	{"log-format", "LOG_FORMAT", "text", "log format: text or json",
+		func(c *config, v string) error {
+			if v != "text" && v != "json" {
+				return errors.New("must be text or json")
+			}
+			c.LogFormat = v
+			return nil
+		}},
+	{"log-level", "LOG_LEVEL", "info", "least level logged: debug, info, warn or error",
+		func(c *config, v string) error { return c.LogLevel.UnmarshalText([]byte(v)) }},
+}
+
+// maxUpstreams bounds the fan-out of one GET /aggregate.
+const maxUpstreams = 32
+
+// errHelp is returned by parseConfig for -h: the usage has been printed and
+// the process should exit 0.
+var errHelp = flag.ErrHelp
+
+// parseConfig reads the settings from args and getenv. Usage goes to out.
+func parseConfig(args []string, getenv func(string) string, out io.Writer) (*config, error) {
+	c := &config{}
+	fs := flag.NewFlagSet("server", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.Usage = func() {
+		fmt.Fprintf(out, "Usage: server [flags]\n\nThe asynckit example service. Each flag has an environment variable of the\nsame meaning; a flag wins over its variable.\n\n")
+		for _, s := range settings {
+			def := s.def
+			if def == "" {
+				def = `""`
+			}
+			fmt.Fprintf(out, "  -%s (%s, default %s)\n    \t%s\n", s.flag, s.env, def, s.usage)
+		}
+	}
+	values := make(map[string]*string, len(settings))
+	for _, s := range settings {
+		v := s.def
+		if e, ok := lookupEnv(getenv, s.env); ok {
+			v = e
+		}
+		values[s.flag] = fs.String(s.flag, v, s.usage)
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	for _, s := range settings {
+		if err := s.set(c, strings.TrimSpace(*values[s.flag])); err != nil {
+			return nil, fmt.Errorf("-%s (%s) %q: %w", s.flag, s.env, *values[s.flag], err)
+		}
+	}
+	return c, nil
+}
+
+// lookupEnv returns the variable's value when it is set and not empty.
+func lookupEnv(getenv func(string) string, name string) (string, bool) {
+	v := getenv(name)
+	return v, v != ""
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func setDuration(d *time.Duration, v string, least time.Duration) error {
+	x, err := time.ParseDuration(v)
+	if err != nil {
+		return errors.New("must be a duration such as 500ms or 15s")
+	}
+	if x < least {
+		return fmt.Errorf("must be at least %v", least)
+	}
+	*d = x
+	return nil
+}
+
+// setSize parses a byte size: a whole number with an optional unit of B,
+// KB, MB, GB (powers of 1000) or KiB, MiB, GiB (powers of 1024).
+func setSize(n *int64, v string) error {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}}
+	mult := int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(v, u.suffix) {
+			v, mult = strings.TrimSpace(strings.TrimSuffix(v, u.suffix)), u.mult
+			break
+		}
+	}
+	x, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || x < 1 || x > (1<<40)/mult {
+		return errors.New("must be a size from 1 byte to 1TiB, such as 1048576, 512KiB or 32MiB")
+	}
+	*n = x * mult
+	return nil
+}
+
+// parseRate parses a rate limit such as 600/min or 5/s into a Limit whose
+// burst equals its rate.
+func parseRate(v string) (ratelimit.Limit, error) {
+	num, unit, ok := strings.Cut(v, "/")
+	n, err := strconv.Atoi(strings.TrimSpace(num))
+	if !ok || err != nil || n < 1 {
+		return ratelimit.Limit{}, errors.New("must be N/s, N/min, N/h or N/day with N at least 1")
+	}
+	periods := map[string]time.Duration{
+		"s": time.Second, "sec": time.Second, "second": time.Second,
+		"m": time.Minute, "min": time.Minute, "minute": time.Minute,
+		"h": time.Hour, "hour": time.Hour,
+		"d": 24 * time.Hour, "day": 24 * time.Hour,
+	}
+	period, ok := periods[strings.TrimSpace(unit)]
+	if !ok {
+		return ratelimit.Limit{}, fmt.Errorf("unknown unit %q: use s, min, h or day", unit)
+	}
+	return ratelimit.NewLimit(n, period, n)
+}

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/asynckit/asynckit/ratelimit"
+)
+
+// metrics is the server's Prometheus registry and the collectors it
+// updates as requests go by. Everything else (cache, pool, tasks) is read
+// when /metrics is scraped.
+type metrics struct {
+	reg       *prometheus.Registry
+	requests  *prometheus.CounterVec
+	latency   *prometheus.HistogramVec
+	decisions *prometheus.CounterVec
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "http_requests_total", Help: "HTTP requests answered, by method, route pattern and status code.",
+		}, []string{"method", "route", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "http_request_duration_seconds", Help: "Time to answer HTTP requests, by method and route pattern.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"method", "route"}),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ratelimit_decisions_total", Help: "Rate limit decisions: allowed, denied, or error (the request was served).",
+		}, []string{"outcome"}),
+	}
+	m.reg.MustRegister(m.requests, m.latency, m.decisions,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// request records one answered request.
+func (m *metrics) request(method, route string, code int, d time.Duration) {
+	m.requests.WithLabelValues(method, route, strconv.Itoa(code)).Inc()
+	m.latency.WithLabelValues(method, route).Observe(d.Seconds())
+}
+
+// decision records one rate limit decision; it is ratelimit.Middleware's
+// OnDecision hook.
+func (m *metrics) decision(_ *http.Request, d ratelimit.Decision) {
+	switch {
+	case d.Err != nil:
+		m.decisions.WithLabelValues("error").Inc()
+	case d.Allowed:
+		m.decisions.WithLabelValues("allowed").Inc()
+	default:
+		m.decisions.WithLabelValues("denied").Inc()
+	}
+}
+
+// watch registers the collectors that read s's parts when scraped.
+func (m *metrics) watch(s *server) {
+	m.reg.MustRegister(collectors.NewDBStatsCollector(s.store.db, s.store.dialect))
+	for _, c := range []struct {
+		name, help string
+		read       func() uint64
+	}{
+		{"cache_hits_total", "User cache lookups answered from memory.", func() uint64 { return s.users.byID.Stats().Hits }},
+		{"cache_misses_total", "User cache lookups that found no fresh entry.", func() uint64 { return s.users.byID.Stats().Misses }},
+		{"cache_loads_total", "User cache loads from the database.", func() uint64 { return s.users.byID.Stats().Loads }},
+		{"cache_load_errors_total", "User cache loads that failed.", func() uint64 { return s.users.byID.Stats().LoadErrors }},
+		{"cache_coalesced_total", "User cache misses that joined a load in flight.", func() uint64 { return s.users.byID.Stats().Coalesced }},
+		{"search_cache_hits_total", "User search pages answered from memory.", func() uint64 { return s.users.pages.Stats().Hits }},
+		{"search_cache_misses_total", "User search pages loaded from the database.", func() uint64 { return s.users.pages.Stats().Misses }},
+	} {
+		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: c.name, Help: c.help},
+			func() float64 { return float64(c.read()) }))
+	}
+}
+
+// slog2promLogger passes promhttp's errors to the server's log.
+type slog2promLogger struct{ log *slog.Logger }
+
+func (l slog2promLogger) Println(v ...any) {
+	l.log.Error("metrics", "err", fmt.Sprint(v...))
+}

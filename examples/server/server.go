@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync/atomic"
+
+	"github.com/asynckit/asynckit/pagination"
+	"github.com/asynckit/asynckit/ratelimit"
+)
+
+// server holds what the routes share.
+type server struct {
+	cfg     *config
+	log     *slog.Logger
+	store   *store
+	users   *userCache
+	cursors *pagination.Codec
+	limiter ratelimit.Limiter
+	idem    *idempotency
+	metrics *metrics
+	api     *api
+	handler http.Handler
+	spec    []byte // the OpenAPI document, as served
+	self    string // the server's own base URL
+
+	tasksWhere string // where tasks live, for the startup line
+
+	ready atomic.Bool
+	// streams ends every event stream when the server shuts down.
+	streams       context.Context
+	cancelStreams context.CancelFunc
+}
+
+// newServer opens the stores and wires the routes. Nothing runs in the
+// background until start.
+func newServer(ctx context.Context, cfg *config, log *slog.Logger, self string) (s *server, err error) {
+	s = &server{cfg: cfg, log: log, self: self, tasksWhere: "memory"}
+	s.streams, s.cancelStreams = context.WithCancel(context.Background())
+	defer func() {
+		if err != nil {
+			_ = s.close(context.Background())
+		}
+	}()
+
+	if s.store, err = openStore(ctx, cfg); err != nil {
+		return nil, err
+	}
+	if s.users, err = newUserCache(); err != nil {
+		return nil, err
+	}
+	key := cfg.CursorKey
+	if key == nil {
+		key = make([]byte, 32)
+		_, _ = rand.Read(key)
+	}
+	if s.cursors, err = pagination.NewCodec(key); err != nil {
+		return nil, err
+	}
+
+	clientKey := clientKeyFunc(cfg.TrustedProxies)
+	s.metrics = newMetrics()
+	if s.limiter, err = ratelimit.NewGCRA(cfg.RateLimit, ratelimit.Options{MaxKeys: 100_000}); err != nil {
+		return nil, err
+	}
+	limit, err := ratelimit.Middleware(s.limiter, clientKey, ratelimit.Name("per-client"), ratelimit.OnDecision(s.metrics.decision))
+	if err != nil {
+		return nil, err
+	}
+	s.idem = newIdempotency(s.store, clientKey, log)
+
+	s.api = newAPI(log, cfg.MaxBody)
+	s.api.wrap = limit
+	s.api.idem = s.idem
+	s.userRoutes(s.api)
+	s.accountRoutes(s.api)
+	s.opsRoutes(s.api)
+
+	if s.spec, err = json.Marshal(s.api.document(s.schemas(), "1.0.0")); err != nil {
+		return nil, fmt.Errorf("openapi: %w", err)
+	}
+	s.metrics.watch(s)
+	s.handler = observe(log, cfg.SlowRequest, s.metrics.request, cors(cfg.CORSOrigins, compress(s.api)))
+	return s, nil
+}
+
+// start starts the background work: the idempotency key reaper.
+func (s *server) start() {
+	s.idem.start()
+	s.ready.Store(true)
+}
+
+// endStreams ends every event stream at once; http.Server.Shutdown does not
+// wait for long-lived handlers on its own.
+func (s *server) endStreams() { s.cancelStreams() }
+
+// close stops the background work and releases the stores, in order:
+// nothing that may still write is stopped after what it writes to.
+func (s *server) close(ctx context.Context) error {
+	var errs []error
+	s.cancelStreams()
+	if s.idem != nil && s.idem.stop != nil {
+		s.idem.close()
+	}
+	if s.users != nil {
+		s.users.close()
+	}
+	if s.store != nil {
+		if err := s.store.db.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close database: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
