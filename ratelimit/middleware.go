@@ -266,8 +266,10 @@ func (m *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 		return
 	}
 	h := w.Header()
-	h.Set("RateLimit-Policy", m.policyField)
-	h.Set("RateLimit", m.rateLimitField(d))
+	// The names are written in canonical form so that Set need not
+	// allocate a canonical copy of them on every request.
+	h.Set("Ratelimit-Policy", m.policyField)
+	h.Set("Ratelimit", m.rateLimitField(d))
 	decider := d.Results[len(d.Results)-1]
 	if d.Allowed {
 		for _, res := range d.Results {
@@ -277,9 +279,9 @@ func (m *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 		}
 	}
 	if m.legacy {
-		h.Set("X-RateLimit-Limit", strconv.Itoa(decider.Limit.Rate))
-		h.Set("X-RateLimit-Remaining", strconv.Itoa(decider.Remaining))
-		h.Set("X-RateLimit-Reset", strconv.FormatInt(ceilSeconds(decider.ResetAfter), 10))
+		h.Set("X-Ratelimit-Limit", strconv.Itoa(decider.Limit.Rate))
+		h.Set("X-Ratelimit-Remaining", strconv.Itoa(decider.Remaining))
+		h.Set("X-Ratelimit-Reset", strconv.FormatInt(ceilSeconds(decider.ResetAfter), 10))
 	}
 	if d.Allowed {
 		next.ServeHTTP(w, r)
