@@ -68,7 +68,9 @@ type api struct {
 }
 
 func newAPI(log *slog.Logger, maxBody int64) *api {
-	return &api{mux: http.NewServeMux(), log: log, maxBody: maxBody}
+	a := &api{mux: http.NewServeMux(), log: log, maxBody: maxBody}
+	a.mux.HandleFunc("/", a.fallback)
+	return a
 }
 
 // register adds o, served by h.
@@ -88,54 +90,38 @@ func (a *api) register(o *op, h http.Handler) {
 	a.ops = append(a.ops, o)
 }
 
-// ServeHTTP serves the routes, and answers a path no route has with a 404
-// problem, and a method the path does not take with a 405 problem that
-// lists the methods it does take in Allow.
-func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if _, pattern := a.mux.Handler(r); pattern != "" {
-		a.mux.ServeHTTP(w, r)
+func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+
+// fallback answers the requests no route matches: a 405 problem, with the
+// methods the path takes in Allow, when some route has the path, and else
+// a 404 problem. A client probing paths spends its rate limit like any
+// other.
+func (a *api) fallback(w http.ResponseWriter, r *http.Request) {
+	if allow := a.allowed(r); len(allow) > 0 {
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		writeProblem(w, r, newProblem(probMethod, "%s does not take %s; it takes %s", r.URL.Path, r.Method, strings.Join(allow, ", ")))
 		return
 	}
-	rec := &headerRecorder{header: http.Header{}}
-	a.mux.ServeHTTP(rec, r) // the mux's own 404, 405 or redirect
-	switch rec.status {
-	case http.StatusMethodNotAllowed:
-		w.Header().Set("Allow", rec.header.Get("Allow"))
-		writeProblem(w, r, newProblem(probMethod, "%s does not take %s; it takes %s", r.URL.Path, r.Method, rec.header.Get("Allow")))
-	case http.StatusNotFound:
-		h := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			writeProblem(w, r, newProblem(probNotFound, "no route has the path %s", r.URL.Path))
-		}))
-		if a.wrap != nil {
-			h = a.wrap(h) // a client probing paths spends its quota like any other
-		}
-		h.ServeHTTP(w, r)
-	default:
-		for k, v := range rec.header {
-			w.Header()[k] = v
-		}
-		w.WriteHeader(rec.status)
+	h := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, r, newProblem(probNotFound, "no route has the path %s", r.URL.Path))
+	}))
+	if a.wrap != nil {
+		h = a.wrap(h)
 	}
+	h.ServeHTTP(w, r)
 }
 
-// headerRecorder keeps the status and headers the mux's fallback handlers
-// write, and drops their plain-text bodies.
-type headerRecorder struct {
-	header http.Header
-	status int
-}
-
-func (h *headerRecorder) Header() http.Header { return h.header }
-func (h *headerRecorder) Write(b []byte) (int, error) {
-	if h.status == 0 {
-		h.status = http.StatusOK
+// allowed returns the methods that some route takes for r's path.
+func (a *api) allowed(r *http.Request) []string {
+	var allow []string
+	probe := *r
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		probe.Method = m
+		if _, pattern := a.mux.Handler(&probe); pattern != "" && pattern != "/" {
+			allow = append(allow, m)
+		}
 	}
-	return len(b), nil
-}
-func (h *headerRecorder) WriteHeader(code int) {
-	if h.status == 0 {
-		h.status = code
-	}
+	return allow
 }
 
 // none is the In of a route that takes no body and the Out of one that

@@ -19,28 +19,27 @@ import (
 	"github.com/asynckit/asynckit/ratelimit"
 )
 
-type ctxKey int
+type ctxKey struct{}
 
-const (
-	requestIDKey ctxKey = iota
-	routeInfoKey
-)
-
-// routeInfo is filled in by the route a request reaches, for the
-// middleware outside the mux that logs and counts it.
+// routeInfo is what the middleware outside the mux knows of a request: its
+// id, and the pattern of the route it reached, which that route fills in.
+// It is one context value, so that a request costs one WithContext.
 type routeInfo struct {
+	id      string
 	pattern string
 }
 
 func routeInfoFrom(ctx context.Context) *routeInfo {
-	info, _ := ctx.Value(routeInfoKey).(*routeInfo)
+	info, _ := ctx.Value(ctxKey{}).(*routeInfo)
 	return info
 }
 
 // requestID returns the request's id, or "" outside a request.
 func requestID(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey).(string)
-	return id
+	if info := routeInfoFrom(ctx); info != nil {
+		return info.id
+	}
+	return ""
 }
 
 // validRequestID reports whether a client's X-Request-ID may be kept: 1 to
@@ -71,15 +70,15 @@ func newRequestID() string {
 func observe(log *slog.Logger, slow time.Duration, record func(method, route string, code int, d time.Duration), next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		id := r.Header.Get("X-Request-ID")
+		id := r.Header.Get("X-Request-Id")
 		if !validRequestID(id) {
 			id = newRequestID()
 		}
-		info := &routeInfo{}
-		ctx := context.WithValue(context.WithValue(r.Context(), requestIDKey, id), routeInfoKey, info)
+		info := &routeInfo{id: id}
+		ctx := context.WithValue(r.Context(), ctxKey{}, info)
 		r = r.WithContext(ctx)
 		rw := &responseWriter{ResponseWriter: w, start: start}
-		rw.Header().Set("X-Request-ID", id)
+		rw.Header().Set("X-Request-Id", id) // canonical: Set need not copy it
 		defer func() {
 			if v := recover(); v != nil {
 				if v == http.ErrAbortHandler {
