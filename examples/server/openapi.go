@@ -313,7 +313,7 @@ func (a *api) document(g *schemaGen, version string) map[string]any {
 		}
 		if !o.Ops {
 			problems = append(problems, kind{status: http.StatusTooManyRequests, title: "Too many requests: the client's rate limit is spent; Retry-After says when to come back, and RateLimit how much is left"})
-			problems = append(problems, probInternal)
+			problems = append(problems, probInternal, probUnavailable)
 		}
 		if o.Idempotent {
 			problems = append(problems, probKeyInUse, probKeyReused)
