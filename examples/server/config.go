@@ -35,6 +35,7 @@ type config struct {
 	Workers          int
 	QueueSize        int
 	TaskRetryBase    time.Duration
+	SSEPing          time.Duration
 	CursorKey        []byte
 	TrustedProxies   []netip.Prefix
 	LogFormat        string
@@ -138,6 +139,8 @@ var settings = []setting{
 			}
 			return nil
 		}},
+	{"sse-ping", "SSE_PING", "15s", "how often an idle event stream sends a comment, so proxies do not close it",
+		func(c *config, v string) error { return setDuration(&c.SSEPing, v, time.Millisecond) }},
 	{"cursor-key", "CURSOR_KEY", "", "key that signs page cursors: 32+ bytes as hex or base64 (default: random at start, so cursors end with the process)",
 		func(c *config, v string) error {
 			c.CursorKey = nil

@@ -32,6 +32,7 @@ type server struct {
 
 	tasksWhere string // where tasks live, for the startup line
 	tasks      *taskqueue.Runner
+	events     *eventHub // event logs of the tasks followed by streams
 
 	ready atomic.Bool
 	// streams ends every event stream when the server shuts down.
@@ -85,6 +86,7 @@ func newServer(ctx context.Context, cfg *config, log *slog.Logger, self string) 
 	s.userRoutes(s.api)
 	s.accountRoutes(s.api)
 	s.taskRoutes(s.api)
+	s.eventRoutes(s.api)
 	s.opsRoutes(s.api)
 
 	if s.spec, err = json.Marshal(s.api.document(s.schemas(), "1.0.0")); err != nil {
@@ -115,6 +117,9 @@ func (s *server) endStreams() { s.cancelStreams() }
 func (s *server) close(ctx context.Context) error {
 	var errs []error
 	s.cancelStreams()
+	if s.events != nil {
+		s.events.close()
+	}
 	if s.tasks != nil {
 		if err := s.shutdownTasks(ctx); err != nil {
 			errs = append(errs, err)

@@ -47,8 +47,8 @@ const (
 	statsTimeout = 2 * time.Second
 )
 
-// newTasks makes the task runner with its handlers. Nothing runs until
-// start.
+// newTasks makes the task runner with its handlers, and the event hub that
+// follows tasks for event streams. Nothing runs until start.
 func (s *server) newTasks() error {
 	var err error
 	s.tasks, err = taskqueue.New(taskqueue.Options{
@@ -70,6 +70,7 @@ func (s *server) newTasks() error {
 			return fmt.Errorf("task runner: %w", err)
 		}
 	}
+	s.events = newEventHub(s.tasks, s.log)
 	return nil
 }
 
@@ -329,7 +330,7 @@ var taskParam = param{Name: "id", In: "path", Required: true,
 
 func (s *server) taskRoutes(a *api) {
 	handleJSON(a, op{Pattern: "POST /tasks", ID: "submitTask", Tag: "tasks", Summary: "Submit a background task",
-		Description: "Answers at once with the task, pending; follow it with GET /tasks/{id}. " +
+		Description: "Answers at once with the task, pending; follow it with GET /tasks/{id} or its event stream, GET /tasks/{id}/events. " +
 			"Kinds: demo, a long-running task (payload steps and step_ms; result {\"processed\": true, \"data\": {\"steps\": n}}), " +
 			"and emails, which sends a template to each address (result {\"sent\": n, \"failed\": [{\"email\", \"error\"}]}: a failed send is recorded, and the task still succeeds). " +
 			"A task is tried up to 3 times, with exponential backoff between attempts. " +
@@ -366,6 +367,7 @@ func (s *server) submitTask(c *call, in *taskSubmission) (taskqueue.Info, error)
 	if err != nil {
 		return taskqueue.Info{}, submitProblem(err)
 	}
+	s.events.follow(info.ID)
 	return info, nil
 }
 
