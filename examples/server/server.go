@@ -32,7 +32,9 @@ type server struct {
 
 	tasksWhere string // where tasks live, for the startup line
 	tasks      *taskqueue.Runner
-	events     *eventHub // event logs of the tasks followed by streams
+	events     *eventHub    // event logs of the tasks followed by streams
+	uploads    *uploads     // files waiting for their tasks
+	callbacks  *http.Client // sends the callbacks of file tasks
 
 	ready atomic.Bool
 	// streams ends every event stream when the server shuts down.
@@ -87,6 +89,7 @@ func newServer(ctx context.Context, cfg *config, log *slog.Logger, self string) 
 	s.accountRoutes(s.api)
 	s.taskRoutes(s.api)
 	s.eventRoutes(s.api)
+	s.fileRoutes(s.api)
 	s.opsRoutes(s.api)
 
 	if s.spec, err = json.Marshal(s.api.document(s.schemas(), "1.0.0")); err != nil {
@@ -124,6 +127,12 @@ func (s *server) close(ctx context.Context) error {
 		if err := s.shutdownTasks(ctx); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if s.uploads != nil {
+		s.uploads.close()
+	}
+	if s.callbacks != nil {
+		s.callbacks.CloseIdleConnections()
 	}
 	if s.idem != nil && s.idem.stop != nil {
 		s.idem.close()

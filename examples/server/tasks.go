@@ -19,14 +19,18 @@ import (
 	"github.com/asynckit/asynckit/taskqueue"
 )
 
-// The kinds of task the server runs, all submitted through POST /tasks.
+// The kinds of task the server runs. Only demo and emails may be submitted
+// through POST /tasks; file tasks come from POST /files, and callback tasks
+// from file tasks that end.
 const (
-	kindDemo   = "demo"
-	kindEmails = "emails"
+	kindDemo     = "demo"
+	kindEmails   = "emails"
+	kindFile     = "file"
+	kindCallback = "callback"
 )
 
 // taskKinds are the kinds GET /tasks may filter on.
-var taskKinds = []string{kindDemo, kindEmails}
+var taskKinds = []string{kindDemo, kindEmails, kindFile, kindCallback}
 
 // Bounds of the task runner and of the tasks' payloads.
 const (
@@ -47,10 +51,15 @@ const (
 	statsTimeout = 2 * time.Second
 )
 
-// newTasks makes the task runner with its handlers, and the event hub that
-// follows tasks for event streams. Nothing runs until start.
+// newTasks makes the task runner with its handlers, the event hub that
+// follows tasks for event streams, and the upload directory. Nothing runs
+// until start.
 func (s *server) newTasks() error {
 	var err error
+	if s.uploads, err = newUploads(s.cfg.UploadDir, s.log); err != nil {
+		return err
+	}
+	s.callbacks = newCallbackClient()
 	s.tasks, err = taskqueue.New(taskqueue.Options{
 		Workers:     s.cfg.Workers,
 		QueueSize:   s.cfg.QueueSize,
@@ -58,6 +67,7 @@ func (s *server) newTasks() error {
 		MaxAttempts: taskMaxAttempts,
 		Backoff:     taskqueue.ExponentialBackoff(s.cfg.TaskRetryBase, maxTaskRetry),
 		Logger:      s.log,
+		OnFinish:    s.taskFinished,
 	})
 	if err != nil {
 		return fmt.Errorf("task runner: %w", err)
@@ -65,6 +75,8 @@ func (s *server) newTasks() error {
 	for _, err := range []error{
 		taskqueue.Handle(s.tasks, kindDemo, runDemo),
 		taskqueue.Handle(s.tasks, kindEmails, runEmails),
+		taskqueue.Handle(s.tasks, kindFile, s.runFile),
+		taskqueue.Handle(s.tasks, kindCallback, s.runCallback),
 	} {
 		if err != nil {
 			return fmt.Errorf("task runner: %w", err)
@@ -89,6 +101,14 @@ func (s *server) shutdownTasks(ctx context.Context) error {
 		return nil
 	}
 	return fmt.Errorf("stop tasks: %w", err)
+}
+
+// taskFinished is the runner's OnFinish: a file task that ends, however
+// it ends, gives its file back and has its callback sent.
+func (s *server) taskFinished(info taskqueue.Info) {
+	if info.Kind == kindFile {
+		s.fileFinished(info)
+	}
 }
 
 // demoPayload is the payload of a demo task.
@@ -325,7 +345,7 @@ func decodePayload(raw json.RawMessage, dst any) error {
 
 // taskParam is the path parameter of the routes of one task.
 var taskParam = param{Name: "id", In: "path", Required: true,
-	Description: "The task's id, as POST /tasks gave it (26 characters)",
+	Description: "The task's id, as POST /tasks or POST /files gave it (26 characters)",
 	Schema:      &schema{Type: "string"}}
 
 func (s *server) taskRoutes(a *api) {
@@ -494,7 +514,7 @@ func documentTasks(g *schemaGen) {
 	info := g.components[g.names[reflect.TypeFor[taskqueue.Info]()]]
 	docs := map[string]string{
 		"id":           "The task's id: 26 characters, never reused",
-		"kind":         "What the task does: demo or emails",
+		"kind":         "What the task does: demo, emails, file or callback",
 		"status":       "Where the task is in its life: pending, running, then succeeded, failed or canceled. A retried task goes back to pending.",
 		"progress":     "How far the task has got, as its handler last reported",
 		"attempt":      "Attempts started so far: 1 while the first runs",
@@ -515,11 +535,11 @@ func documentTasks(g *schemaGen) {
 		p.Minimum = ptr(0.0)
 	}
 	var results []*schema
-	for _, t := range []reflect.Type{reflect.TypeFor[demoResult](), reflect.TypeFor[emailsResult]()} {
+	for _, t := range []reflect.Type{reflect.TypeFor[demoResult](), reflect.TypeFor[emailsResult](), reflect.TypeFor[fileResult](), reflect.TypeFor[callbackResult]()} {
 		results = append(results, g.of(t))
 	}
 	info.Properties["result"] = &schema{OneOf: results,
-		Description: "The result, once the task has succeeded: DemoResult or EmailsResult, as its kind says"}
+		Description: "The result, once the task has succeeded: DemoResult, EmailsResult, FileResult or CallbackResult, as its kind says"}
 	progress := g.components[g.names[reflect.TypeFor[taskqueue.Progress]()]]
 	if p := progress.Properties["percent"]; p != nil {
 		p.Minimum, p.Maximum = ptr(0.0), ptr(100.0)

@@ -85,6 +85,8 @@ func TestTasks(t *testing.T) {
 			fields []string
 		}{
 			{"unknown kind", `{"kind":"resize"}`, "validation-error", []string{"kind"}},
+			{"file tasks come only from uploads", `{"kind":"file","payload":{"file":"x"}}`, "validation-error", []string{"kind"}},
+			{"callback tasks are not submittable", `{"kind":"callback"}`, "validation-error", []string{"kind"}},
 			{"missing kind", `{"payload":{}}`, "bad-request", []string{"kind"}},
 			{"unknown top-level field", `{"kind":"demo","priority":1}`, "bad-request", []string{"priority"}},
 			{"no steps", `{"kind":"demo","payload":{"steps":0}}`, "validation-error", []string{"payload.steps"}},
@@ -201,6 +203,7 @@ func TestTaskList(t *testing.T) {
 		require.Equal(t, newestFirst(emails), ids(walk(t, url.Values{"kind": {"emails"}}, 1)))
 		require.Equal(t, newestFirst(demos), ids(walk(t, url.Values{"kind": {"demo"}, "status": {"succeeded"}}, 2)))
 		require.Empty(t, walk(t, url.Values{"status": {"failed"}}, 5))
+		require.Empty(t, walk(t, url.Values{"kind": {"file"}}, 5))
 	})
 	t.Run("without a limit a page holds up to 20", func(t *testing.T) {
 		r := ts.do("GET", "/tasks", nil)
