@@ -34,6 +34,14 @@ type op struct {
 	Status   int      // success status
 	Request  *content // request body, if any
 	Response *content // success body; nil for none
+	Others   []answer // other answers that are not problems, such as a stream's 204
+}
+
+// answer is a bodiless answer an op may give besides its success status
+// and its problems.
+type answer struct {
+	Status      int
+	Description string
 }
 
 // content is a request or response body in the OpenAPI document.

@@ -33,6 +33,9 @@ type config struct {
 	MaxUpload        int64
 	UploadDir        string
 	Workers          int
+	QueueSize        int
+	TaskRetryBase    time.Duration
+	SSEPing          time.Duration
 	CursorKey        []byte
 	TrustedProxies   []netip.Prefix
 	LogFormat        string
@@ -117,6 +120,27 @@ var settings = []setting{
 			c.Workers = n
 			return nil
 		}},
+	{"queue-size", "QUEUE_SIZE", "1024", "how many background tasks may wait to run; past it, submissions are refused with 503",
+		func(c *config, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 1<<24 {
+				return errors.New("must be a whole number from 1 to 16777216")
+			}
+			c.QueueSize = n
+			return nil
+		}},
+	{"task-retry-base", "TASK_RETRY_BASE", "1s", "delay before a failed task's first retry; it doubles with each retry, up to 5m",
+		func(c *config, v string) error {
+			if err := setDuration(&c.TaskRetryBase, v, time.Millisecond); err != nil {
+				return err
+			}
+			if c.TaskRetryBase > maxTaskRetry {
+				return fmt.Errorf("must be at most %v", maxTaskRetry)
+			}
+			return nil
+		}},
+	{"sse-ping", "SSE_PING", "15s", "how often an idle event stream sends a comment, so proxies do not close it",
+		func(c *config, v string) error { return setDuration(&c.SSEPing, v, time.Millisecond) }},
 	{"cursor-key", "CURSOR_KEY", "", "key that signs page cursors: 32+ bytes as hex or base64 (default: random at start, so cursors end with the process)",
 		func(c *config, v string) error {
 			c.CursorKey = nil
@@ -159,6 +183,10 @@ var settings = []setting{
 
 // maxUpstreams bounds the fan-out of one GET /aggregate.
 const maxUpstreams = 32
+
+// maxTaskRetry is the longest delay between two attempts of a task, and so
+// the largest TASK_RETRY_BASE.
+const maxTaskRetry = 5 * time.Minute
 
 // errHelp is returned by parseConfig for -h: the usage has been printed and
 // the process should exit 0.

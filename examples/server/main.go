@@ -84,21 +84,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	srv.RegisterOnShutdown(s.endStreams)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	s.start()
-	log.Info("asynckit example server listening", "addr", "http://"+ln.Addr().String(),
-		"database", s.store.where, "tasks", s.tasksWhere, "cache", "memory",
-		"rate_limit", cfg.RateLimitText+" per client, in memory", "docs", baseURL(ln.Addr())+"/docs")
-	if ready != nil {
-		ready(ln.Addr().String())
-	}
 
 	// Until a signal, or a failure of the server.
 	var serveErr error
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
-	case serveErr = <-served:
-		log.Error("server failed", "err", serveErr)
+	if serveErr = s.start(); serveErr != nil {
+		log.Error("server failed to start", "err", serveErr)
+	} else {
+		log.Info("asynckit example server listening", "addr", "http://"+ln.Addr().String(),
+			"database", s.store.where, "tasks", s.tasksWhere, "cache", "memory",
+			"rate_limit", cfg.RateLimitText+" per client, in memory", "docs", baseURL(ln.Addr())+"/docs")
+		if ready != nil {
+			ready(ln.Addr().String())
+		}
+		select {
+		case <-ctx.Done():
+			log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
+		case serveErr = <-served:
+			log.Error("server failed", "err", serveErr)
+		}
 	}
 
 	// Ordered shutdown: readiness off, stop accepting and drain requests

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/asynckit/asynckit/ratelimit"
+	"github.com/asynckit/asynckit/taskqueue"
 )
 
 // metrics is the server's Prometheus registry and the collectors it
@@ -78,6 +80,38 @@ func (m *metrics) watch(s *server) {
 	} {
 		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: c.name, Help: c.help},
 			func() float64 { return float64(c.read()) }))
+	}
+	m.reg.MustRegister(&taskGauge{runner: s.tasks, log: s.log,
+		desc: prometheus.NewDesc("tasks", "Tasks held by the task runner, by status; finished tasks count until they expire, an hour after they finish.", []string{"status"}, nil)})
+}
+
+// taskGauge reports the task runner's counts by status, read when /metrics
+// is scraped. A runner that does not answer within statsTimeout is logged
+// and its counts are left out of that scrape, rather than failing it.
+type taskGauge struct {
+	runner *taskqueue.Runner
+	log    *slog.Logger
+	desc   *prometheus.Desc
+}
+
+func (g *taskGauge) Describe(ch chan<- *prometheus.Desc) { ch <- g.desc }
+
+func (g *taskGauge) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), statsTimeout)
+	defer cancel()
+	st, err := g.runner.Stats(ctx)
+	if err != nil {
+		g.log.Warn("metrics: cannot count tasks", "err", err)
+		return
+	}
+	for _, c := range []struct {
+		status taskqueue.Status
+		n      int
+	}{
+		{taskqueue.StatusPending, st.Pending}, {taskqueue.StatusRunning, st.Running},
+		{taskqueue.StatusSucceeded, st.Succeeded}, {taskqueue.StatusFailed, st.Failed}, {taskqueue.StatusCanceled, st.Canceled},
+	} {
+		ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, float64(c.n), c.status.String())
 	}
 }
 

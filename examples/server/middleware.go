@@ -66,7 +66,7 @@ func newRequestID() string {
 // observe is the outermost middleware: it gives the request an id (the
 // client's X-Request-ID when it is valid), stamps X-Process-Time, recovers
 // a panic into a 500 problem, logs the request (a warning when it is
-// slower than slow), and reports it to record.
+// slower than slow, event streams aside), and reports it to record.
 func observe(log *slog.Logger, slow time.Duration, record func(method, route string, code int, d time.Duration), next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -99,7 +99,8 @@ func observe(log *slog.Logger, slow time.Duration, record func(method, route str
 			}
 			level := slog.LevelInfo
 			msg := "request"
-			if d > slow {
+			// An event stream is long by design: its length is no warning.
+			if d > slow && !strings.HasPrefix(rw.Header().Get("Content-Type"), "text/event-stream") {
 				level, msg = slog.LevelWarn, "slow request"
 			}
 			log.LogAttrs(ctx, level, msg,

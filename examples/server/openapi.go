@@ -304,6 +304,9 @@ func (a *api) document(g *schemaGen, version string) map[string]any {
 				"schema":      &schema{Type: "string", Enum: []any{"true"}}}}
 		}
 		responses[strconv.Itoa(o.Status)] = ok
+		for _, other := range o.Others {
+			responses[strconv.Itoa(other.Status)] = map[string]any{"description": other.Description}
+		}
 		problems := slices.Clone(o.Problems)
 		if len(o.Params) > 0 || o.Request != nil || o.Idempotent {
 			problems = append(problems, probBadRequest)

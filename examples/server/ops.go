@@ -103,5 +103,6 @@ func (s *server) schemas() *schemaGen {
 		statuses = append(statuses, st.String())
 	}
 	g.override(reflect.TypeFor[taskqueue.Status](), &schema{Type: "string", Enum: statuses})
+	documentTasks(g)
 	return g
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/asynckit/asynckit/pagination"
 	"github.com/asynckit/asynckit/ratelimit"
+	"github.com/asynckit/asynckit/taskqueue"
 )
 
 // server holds what the routes share.
@@ -30,6 +31,10 @@ type server struct {
 	self    string // the server's own base URL
 
 	tasksWhere string // where tasks live, for the startup line
+	tasks      *taskqueue.Runner
+	events     *eventHub    // event logs of the tasks followed by streams
+	uploads    *uploads     // files waiting for their tasks
+	callbacks  *http.Client // sends the callbacks of file tasks
 
 	ready atomic.Bool
 	// streams ends every event stream when the server shuts down.
@@ -73,12 +78,18 @@ func newServer(ctx context.Context, cfg *config, log *slog.Logger, self string) 
 		return nil, err
 	}
 	s.idem = newIdempotency(s.store, clientKey, log)
+	if err = s.newTasks(); err != nil {
+		return nil, err
+	}
 
 	s.api = newAPI(log, cfg.MaxBody)
 	s.api.wrap = limit
 	s.api.idem = s.idem
 	s.userRoutes(s.api)
 	s.accountRoutes(s.api)
+	s.taskRoutes(s.api)
+	s.eventRoutes(s.api)
+	s.fileRoutes(s.api)
 	s.opsRoutes(s.api)
 
 	if s.spec, err = json.Marshal(s.api.document(s.schemas(), "1.0.0")); err != nil {
@@ -89,10 +100,15 @@ func newServer(ctx context.Context, cfg *config, log *slog.Logger, self string) 
 	return s, nil
 }
 
-// start starts the background work: the idempotency key reaper.
-func (s *server) start() {
+// start starts the background work: the idempotency key reaper and the
+// task runner's workers.
+func (s *server) start() error {
 	s.idem.start()
+	if err := s.tasks.Start(context.Background()); err != nil {
+		return fmt.Errorf("start tasks: %w", err)
+	}
 	s.ready.Store(true)
+	return nil
 }
 
 // endStreams ends every event stream at once; http.Server.Shutdown does not
@@ -104,6 +120,20 @@ func (s *server) endStreams() { s.cancelStreams() }
 func (s *server) close(ctx context.Context) error {
 	var errs []error
 	s.cancelStreams()
+	if s.events != nil {
+		s.events.close()
+	}
+	if s.tasks != nil {
+		if err := s.shutdownTasks(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if s.uploads != nil {
+		s.uploads.close()
+	}
+	if s.callbacks != nil {
+		s.callbacks.CloseIdleConnections()
+	}
 	if s.idem != nil && s.idem.stop != nil {
 		s.idem.close()
 	}
