@@ -140,8 +140,8 @@ func checkLedger(t *testing.T, db *sql.DB) {
 	require.Equal(t, opening, total, "money was made or lost")
 }
 
-// answer is one request's outcome in the concurrency test, read whole.
-type answer struct {
+// outcome is one request's outcome in the concurrency test, read whole.
+type outcome struct {
 	status   int
 	replayed bool
 	body     []byte
@@ -150,14 +150,14 @@ type answer struct {
 
 // post sends a JSON POST without the test's require, for use from many
 // goroutines at once.
-func (ts *testServer) post(path string, body any, headers ...string) answer {
+func (ts *testServer) post(path string, body any, headers ...string) outcome {
 	raw, err := json.Marshal(body)
 	if err != nil {
-		return answer{err: err}
+		return outcome{err: err}
 	}
 	req, err := http.NewRequest("POST", ts.base+path, bytes.NewReader(raw))
 	if err != nil {
-		return answer{err: err}
+		return outcome{err: err}
 	}
 	req.Header.Set("Content-Type", "application/json")
 	for i := 0; i+1 < len(headers); i += 2 {
@@ -165,11 +165,11 @@ func (ts *testServer) post(path string, body any, headers ...string) answer {
 	}
 	resp, err := ts.client.Do(req)
 	if err != nil {
-		return answer{err: err}
+		return outcome{err: err}
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
-	return answer{status: resp.StatusCode, replayed: resp.Header.Get("Idempotent-Replayed") == "true", body: b, err: err}
+	return outcome{status: resp.StatusCode, replayed: resp.Header.Get("Idempotent-Replayed") == "true", body: b, err: err}
 }
 
 // TestConcurrentTransfersConserveMoney sends 2,000 transfers at once over
@@ -207,7 +207,7 @@ func TestConcurrentTransfersConserveMoney(t *testing.T) {
 			}
 			jobs = append(jobs, j)
 		}
-		results := make([]answer, len(jobs))
+		results := make([]outcome, len(jobs))
 		work := make(chan int)
 		var wg sync.WaitGroup
 		for range senders {
@@ -235,7 +235,7 @@ func TestConcurrentTransfersConserveMoney(t *testing.T) {
 		wg.Wait()
 
 		moved, refused := 0, 0
-		byKey := map[string][]answer{}
+		byKey := map[string][]outcome{}
 		for i, r := range results {
 			require.NoError(t, r.err)
 			switch r.status {
