@@ -86,7 +86,7 @@ func (g *schemaGen) of(t reflect.Type) *schema {
 	case t == timeType:
 		return &schema{Type: "string", Format: "date-time"}
 	case t == rawMessageType:
-		return &schema{Description: "Any JSON value"}
+		return &schema{Description: "Any JSON value", Nullable: true} // null is a JSON value too
 	case t.Kind() != reflect.Pointer && t.Implements(textMarshaler):
 		return &schema{Type: "string"}
 	}
