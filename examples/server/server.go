@@ -24,6 +24,7 @@ type server struct {
 	limiter ratelimit.Limiter
 	idem    *idempotency
 	metrics *metrics
+	agg     *aggregator
 	api     *api
 	handler http.Handler
 	spec    []byte // the OpenAPI document, as served
@@ -80,6 +81,8 @@ func newServer(ctx context.Context, cfg *config, log *slog.Logger, self string) 
 	s.userRoutes(s.api)
 	s.accountRoutes(s.api)
 	s.opsRoutes(s.api)
+	s.agg = newAggregator(cfg, self)
+	s.aggregateRoutes(s.api)
 
 	if s.spec, err = json.Marshal(s.api.document(s.schemas(), "1.0.0")); err != nil {
 		return nil, fmt.Errorf("openapi: %w", err)
@@ -109,6 +112,9 @@ func (s *server) close(ctx context.Context) error {
 	}
 	if s.users != nil {
 		s.users.close()
+	}
+	if s.agg != nil {
+		s.agg.close()
 	}
 	if s.store != nil {
 		if err := s.store.db.Close(); err != nil {
