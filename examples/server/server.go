@@ -28,6 +28,7 @@ type server struct {
 	api     *api
 	handler http.Handler
 	spec    []byte // the OpenAPI document, as served
+	docHTML []byte // the page of /docs, rendered from spec
 	self    string // the server's own base URL
 
 	tasksWhere string // where tasks live, for the startup line
@@ -86,6 +87,9 @@ func newServer(ctx context.Context, cfg *config, log *slog.Logger, self string) 
 
 	if s.spec, err = json.Marshal(s.api.document(s.schemas(), "1.0.0")); err != nil {
 		return nil, fmt.Errorf("openapi: %w", err)
+	}
+	if s.docHTML, err = renderDocs(s.spec, s.api.ops, problemKinds); err != nil {
+		return nil, err
 	}
 	s.metrics.watch(s)
 	s.handler = observe(log, cfg.SlowRequest, s.metrics.request, cors(cfg.CORSOrigins, compress(s.api)))
