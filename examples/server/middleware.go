@@ -370,3 +370,17 @@ func clientKeyFunc(trusted []netip.Prefix) ratelimit.KeyFunc {
 		return "ip:" + ip, nil
 	}
 }
+
+// requireClientKey answers a request whose client key cannot be found (an
+// X-Client-ID that is not valid, say) with a 400 problem of this API's own
+// kind, documented at its type, before it reaches next; the rate limiter
+// would answer it with an about:blank problem that names nothing.
+func requireClientKey(key ratelimit.KeyFunc, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := key(r); err != nil {
+			writeProblem(w, r, newProblem(probBadRequest, "%v", err))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}

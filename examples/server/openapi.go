@@ -305,7 +305,7 @@ func (a *api) document(g *schemaGen, version string) map[string]any {
 		}
 		responses[strconv.Itoa(o.Status)] = ok
 		problems := slices.Clone(o.Problems)
-		if len(o.Params) > 0 || o.Request != nil || o.Idempotent {
+		if len(params) > 0 || o.Request != nil { // a bad X-Client-ID or Idempotency-Key too
 			problems = append(problems, probBadRequest)
 		}
 		if o.Request != nil {

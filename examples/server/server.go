@@ -77,7 +77,7 @@ func newServer(ctx context.Context, cfg *config, log *slog.Logger, self string) 
 	s.idem = newIdempotency(s.store, clientKey, log)
 
 	s.api = newAPI(log, cfg.MaxBody)
-	s.api.wrap = limit
+	s.api.wrap = func(h http.Handler) http.Handler { return requireClientKey(clientKey, limit(h)) }
 	s.api.idem = s.idem
 	s.userRoutes(s.api)
 	s.accountRoutes(s.api)
