@@ -267,8 +267,8 @@ func (g *gzipWriter) WriteHeader(code int) {
 		strings.HasPrefix(h.Get("Content-Type"), "text/event-stream"),
 		h.Get("Content-Length") != "" && cl < gzipMinSize:
 		g.decide(false)
-	case cl >= gzipMinSize:
-		g.decide(true)
+	case cl >= gzipMinSize && h["Content-Type"] != nil:
+		g.decide(true) // else the first bytes are needed to type it
 	}
 }
 
@@ -277,6 +277,11 @@ func (g *gzipWriter) decide(gz bool) {
 	g.decided = true
 	if gz {
 		h := g.Header()
+		if _, typed := h["Content-Type"]; !typed {
+			// net/http types an untyped answer by its first bytes, but not
+			// once it is encoded: those would be gzip's.
+			h.Set("Content-Type", http.DetectContentType(g.buf))
+		}
 		h.Del("Content-Length")
 		h.Set("Content-Encoding", "gzip")
 		g.gz = gzipPool.Get().(*gzip.Writer)
