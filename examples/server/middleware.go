@@ -66,8 +66,9 @@ func newRequestID() string {
 
 // observe is the outermost middleware: it gives the request an id (the
 // client's X-Request-ID when it is valid), stamps X-Process-Time, recovers
-// a panic into a 500 problem, logs the request (a warning when it is
-// slower than slow), and reports it to record.
+// a panic into a 500 problem (or, once the answer has begun, aborts the
+// answer), logs the request (a warning when it is slower than slow or
+// aborted), and reports it to record.
 func observe(log *slog.Logger, slow time.Duration, record func(method, route string, code int, d time.Duration), next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -81,10 +82,12 @@ func observe(log *slog.Logger, slow time.Duration, record func(method, route str
 		rw := &responseWriter{ResponseWriter: w, start: start}
 		rw.Header().Set("X-Request-ID", id)
 		defer func() {
-			if v := recover(); v != nil {
-				if v == http.ErrAbortHandler {
-					panic(v)
-				}
+			v := recover()
+			// An answer that has begun cannot become a problem any more: it
+			// is cut short, so that the client does not take the part it got
+			// for the whole.
+			aborted := v == http.ErrAbortHandler || (v != nil && rw.wroteHeader)
+			if v != nil && v != http.ErrAbortHandler {
 				log.ErrorContext(ctx, "panic serving request", "panic", v, "stack", string(debug.Stack()), "request_id", id)
 				if !rw.wroteHeader {
 					writeProblem(rw, r, newProblem(probInternal, "the server could not answer this request"))
@@ -100,13 +103,19 @@ func observe(log *slog.Logger, slow time.Duration, record func(method, route str
 			}
 			level := slog.LevelInfo
 			msg := "request"
-			if d > slow {
+			switch {
+			case aborted:
+				level, msg = slog.LevelWarn, "request aborted"
+			case d > slow:
 				level, msg = slog.LevelWarn, "slow request"
 			}
 			log.LogAttrs(ctx, level, msg,
 				slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("route", route),
 				slog.Int("status", rw.code()), slog.Int64("bytes", rw.bytes), slog.Duration("duration", d),
 				slog.String("remote", r.RemoteAddr), slog.String("request_id", id))
+			if aborted {
+				panic(http.ErrAbortHandler) // net/http closes the connection, and logs nothing more
+			}
 		}()
 		next.ServeHTTP(rw, r)
 	})
@@ -220,8 +229,16 @@ func compress(next http.Handler) http.Handler {
 			return
 		}
 		gw := &gzipWriter{ResponseWriter: w}
-		defer gw.close()
+		served := false
+		defer func() {
+			if served {
+				gw.close()
+			} else {
+				gw.release() // a panic: what is held back must not pass for a whole answer
+			}
+		}()
 		next.ServeHTTP(gw, r)
+		served = true
 	})
 }
 
@@ -343,6 +360,17 @@ func (g *gzipWriter) close() {
 	}
 	if g.gz != nil {
 		_ = g.gz.Close()
+		g.gz.Reset(nil)
+		gzipPool.Put(g.gz)
+		g.gz = nil
+	}
+}
+
+// release drops what close would send, for an answer that was never
+// finished.
+func (g *gzipWriter) release() {
+	g.buf = nil
+	if g.gz != nil {
 		g.gz.Reset(nil)
 		gzipPool.Put(g.gz)
 		g.gz = nil
