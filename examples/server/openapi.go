@@ -312,7 +312,7 @@ func (a *api) document(g *schemaGen, version string) map[string]any {
 			problems = append(problems, probTooLarge, probMediaType)
 		}
 		if !o.Ops {
-			problems = append(problems, kind{status: http.StatusTooManyRequests, title: "Too many requests: the client's rate limit is spent; Retry-After says when to come back, and RateLimit how much is left"})
+			problems = append(problems, probRateLimited)
 			problems = append(problems, probInternal)
 		}
 		if o.Idempotent {

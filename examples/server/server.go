@@ -70,7 +70,8 @@ func newServer(ctx context.Context, cfg *config, log *slog.Logger, self string) 
 	if s.limiter, err = ratelimit.NewGCRA(cfg.RateLimit, ratelimit.Options{MaxKeys: 100_000}); err != nil {
 		return nil, err
 	}
-	limit, err := ratelimit.Middleware(s.limiter, clientKey, ratelimit.Name("per-client"), ratelimit.OnDecision(s.metrics.decision))
+	limit, err := ratelimit.Middleware(s.limiter, clientKey, ratelimit.Name("per-client"), ratelimit.OnDecision(s.metrics.decision),
+		ratelimit.ProblemType(problemTypePrefix+probRateLimited.slug)) // documented at /docs, as every other problem
 	if err != nil {
 		return nil, err
 	}
