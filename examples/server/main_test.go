@@ -182,8 +182,9 @@ func (v *validatingTransport) RoundTrip(req *http.Request) (*http.Response, erro
 		ferr = routers.ErrPathNotFound
 	}
 	if ferr != nil {
-		// No operation: the answer must be a 404 or 405 problem.
-		if resp.StatusCode != http.StatusNotFound && resp.StatusCode != http.StatusMethodNotAllowed {
+		// No operation: the answer must be a 404 or 405 problem, or a 429,
+		// since probing for paths spends a client's quota too.
+		if resp.StatusCode != http.StatusNotFound && resp.StatusCode != http.StatusMethodNotAllowed && resp.StatusCode != http.StatusTooManyRequests {
 			v.ts.t.Errorf("%s %s has no operation in the document but was answered %d", req.Method, req.URL.Path, resp.StatusCode)
 		}
 		return resp, nil
