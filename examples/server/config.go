@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"net/url"
 	"strconv"
@@ -51,13 +52,31 @@ type setting struct {
 // default.
 var settings = []setting{
 	{"addr", "ADDR", "127.0.0.1:8080", "address to listen on",
-		func(c *config, v string) error { c.Addr = v; return nil }},
+		func(c *config, v string) error {
+			// Checked here, so that a typo is a configuration error naming
+			// the setting rather than a failure to listen.
+			_, port, err := net.SplitHostPort(v)
+			if n, perr := strconv.ParseUint(port, 10, 16); err != nil || perr != nil || n > 65535 {
+				return errors.New("must be host:port with a port from 0 to 65535, such as 127.0.0.1:8080 or :8080")
+			}
+			c.Addr = v
+			return nil
+		}},
 	{"db", "DB_PATH", "asynckit-example.db", "SQLite database file, used when no database URL is set",
-		func(c *config, v string) error { c.DBPath = v; return nil }},
+		func(c *config, v string) error {
+			if v == "" {
+				return errors.New("must name a file") // else SQLite would open a temporary database, lost at exit
+			}
+			c.DBPath = v
+			return nil
+		}},
 	{"database-url", "DATABASE_URL", "", "Postgres URL (postgres://…); replaces SQLite",
 		func(c *config, v string) error {
 			if v != "" && !strings.HasPrefix(v, "postgres://") && !strings.HasPrefix(v, "postgresql://") {
 				return errors.New("must start with postgres:// or postgresql://")
+			}
+			if _, err := url.Parse(v); err != nil {
+				return errors.New("is not a URL") // url's error would repeat the password
 			}
 			c.DatabaseURL = v
 			return nil
@@ -195,10 +214,23 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*con
 	}
 	for _, s := range settings {
 		if err := s.set(c, strings.TrimSpace(*values[s.flag])); err != nil {
-			return nil, fmt.Errorf("-%s (%s) %q: %w", s.flag, s.env, *values[s.flag], err)
+			return nil, fmt.Errorf("-%s (%s) %s: %w", s.flag, s.env, s.shown(*values[s.flag]), err)
 		}
 	}
 	return c, nil
+}
+
+// shown returns value as an error may repeat it: quoted, without the
+// password of a database URL, and not at all for the cursor key, since
+// errors end up in logs.
+func (s setting) shown(value string) string {
+	switch s.env {
+	case "DATABASE_URL":
+		return strconv.Quote(redactURL(value))
+	case "CURSOR_KEY":
+		return "(not shown)"
+	}
+	return strconv.Quote(value)
 }
 
 // lookupEnv returns the variable's value when it is set and not empty.
