@@ -109,13 +109,16 @@ var settings = []setting{
 	{"cors-origins", "CORS_ORIGINS", "", "comma-separated origins allowed by CORS, or * for any",
 		func(c *config, v string) error {
 			c.CORSOrigins = splitList(v)
-			for _, o := range c.CORSOrigins {
+			for i, o := range c.CORSOrigins {
 				if o == "*" {
 					continue
 				}
-				if p, err := url.Parse(o); err != nil || p.Scheme == "" || p.Host == "" || p.Path != "" {
+				if p, err := url.Parse(o); err != nil || p.Scheme == "" || p.Host == "" || p.Path != "" || p.RawQuery != "" || p.Fragment != "" || p.User != nil {
 					return fmt.Errorf("%q is not an origin such as https://example.com", o)
 				}
+				// Browsers send the scheme and host of Origin in lower case,
+				// and it is compared as it is.
+				c.CORSOrigins[i] = strings.ToLower(o)
 			}
 			return nil
 		}},
