@@ -31,7 +31,7 @@ const (
 
 // upstreamResult is what one upstream answered to GET /aggregate.
 type upstreamResult struct {
-	Upstream string          `json:"upstream" doc:"The upstream's URL, as configured"`
+	Upstream string          `json:"upstream" doc:"The upstream's URL, as configured but for its password"`
 	Status   int             `json:"status" doc:"The upstream's HTTP status; 0 when it did not answer" min:"0" max:"599"`
 	Ms       float64         `json:"ms" doc:"How long the upstream took, from the request to the end of its body, in milliseconds" min:"0"`
 	Body     json.RawMessage `json:"body,omitempty" doc:"The upstream's body, when it succeeded: its JSON as it is, or a body that is not JSON as a string"`
@@ -54,6 +54,7 @@ type demoUpstream struct {
 // close.
 type aggregator struct {
 	upstreams []string
+	labels    []string // the upstreams as results name them: without passwords
 	timeout   time.Duration
 	transport *http.Transport
 	client    *http.Client
@@ -70,6 +71,10 @@ func newAggregator(cfg *config, self string) *aggregator {
 			self + "/demo/upstream/slow?latency_ms=300",
 			self + "/demo/upstream/flaky?latency_ms=50&fail_rate=0.3",
 		}
+	}
+	labels := make([]string, len(ups))
+	for i, u := range ups {
+		labels[i] = redactURL(u)
 	}
 	selfHost := ""
 	if u, err := url.Parse(self); err == nil {
@@ -98,6 +103,7 @@ func newAggregator(cfg *config, self string) *aggregator {
 	}
 	return &aggregator{
 		upstreams: ups,
+		labels:    labels,
 		timeout:   cfg.AggregateTimeout,
 		transport: t,
 		client: &http.Client{
@@ -133,7 +139,7 @@ func (g *aggregator) aggregate(ctx context.Context, requestID string) aggregateO
 	out := aggregateOutput{Results: make([]upstreamResult, len(settled))}
 	for i, r := range settled {
 		res := r.Value
-		res.Upstream = g.upstreams[i] // also for an upstream that never started
+		res.Upstream = g.labels[i] // also for an upstream that never started
 		if r.Err != nil {
 			res.Body = nil
 			res.Error = g.describe(r.Err)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -58,6 +59,11 @@ func TestAggregateReportsEachUpstreamsFailure(t *testing.T) {
 		w.Header().Set("Content-Type", "application/json; charset=utf-8")
 		_, _ = w.Write([]byte("{\n  \"ok\": true, \"list\": [1, 2]\n}\n"))
 	})
+	mux.HandleFunc("/auth", func(w http.ResponseWriter, r *http.Request) {
+		user, pass, _ := r.BasicAuth()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = fmt.Fprintf(w, `{"user":%q,"password_ok":%t}`, user, pass == "s3cret")
+	})
 	mux.HandleFunc("/null", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte("null"))
@@ -103,7 +109,7 @@ func TestAggregateReportsEachUpstreamsFailure(t *testing.T) {
 	for _, p := range paths {
 		list = append(list, up.URL+p)
 	}
-	list = append(list, refused)
+	list = append(list, refused, strings.Replace(up.URL, "http://", "http://agg:s3cret@", 1)+"/auth")
 	ts := startServer(t, "sqlite", map[string]string{"UPSTREAMS": strings.Join(list, ","), "AGGREGATE_TIMEOUT": "300ms"})
 
 	start := time.Now()
@@ -115,7 +121,9 @@ func TestAggregateReportsEachUpstreamsFailure(t *testing.T) {
 	require.Len(t, out.Results, len(list))
 	byPath := map[string]upstreamResult{}
 	for i, res := range out.Results {
-		require.Equal(t, list[i], res.Upstream)
+		if i < len(list)-1 {
+			require.Equal(t, list[i], res.Upstream)
+		}
 		require.GreaterOrEqual(t, res.Ms, 0.0)
 		if i < len(paths) {
 			byPath[paths[i]] = res
@@ -154,9 +162,15 @@ func TestAggregateReportsEachUpstreamsFailure(t *testing.T) {
 		require.GreaterOrEqual(t, res.Ms, 300.0)
 	})
 	t.Run("an upstream that refuses connections has status 0", func(t *testing.T) {
-		res := out.Results[len(list)-1]
+		res := out.Results[len(list)-2]
 		require.Equal(t, 0, res.Status)
 		require.Contains(t, res.Error, "refused")
+	})
+	t.Run("an upstream's password is sent to it, and not shown in its result", func(t *testing.T) {
+		res := out.Results[len(list)-1]
+		require.JSONEq(t, `{"user":"agg","password_ok":true}`, string(res.Body))
+		require.Equal(t, strings.Replace(up.URL, "http://", "http://agg:xxxxx@", 1)+"/auth", res.Upstream)
+		require.NotContains(t, string(r.body), "s3cret")
 	})
 	t.Run("the request id goes to the upstreams", func(t *testing.T) {
 		mu.Lock()
