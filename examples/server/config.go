@@ -93,7 +93,7 @@ var settings = []setting{
 			for _, u := range splitList(v) {
 				p, err := url.Parse(u)
 				if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
-					return fmt.Errorf("%q is not an absolute http(s) URL", u)
+					return fmt.Errorf("%q is not an absolute http(s) URL", redactURL(u))
 				}
 				c.Upstreams = append(c.Upstreams, u)
 			}
@@ -224,12 +224,18 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*con
 }
 
 // shown returns value as an error may repeat it: quoted, without the
-// password of a database URL, and not at all for the cursor key, since
-// errors end up in logs.
+// passwords of URLs, and not at all for the cursor key, since errors end
+// up in logs.
 func (s setting) shown(value string) string {
 	switch s.env {
 	case "DATABASE_URL":
 		return strconv.Quote(redactURL(value))
+	case "UPSTREAMS":
+		list := splitList(value)
+		for i, u := range list {
+			list[i] = redactURL(u)
+		}
+		return strconv.Quote(strings.Join(list, ","))
 	case "CURSOR_KEY":
 		return "(not shown)"
 	}
