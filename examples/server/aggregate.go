@@ -208,6 +208,8 @@ func (g *aggregator) describe(err error) string {
 	return err.Error()
 }
 
+// aggregateRoutes registers GET /aggregate and the demo upstream it calls
+// by default.
 func (s *server) aggregateRoutes(a *api) {
 	handleJSON(a, op{Pattern: "GET /aggregate", ID: "aggregate", Tag: "aggregate", Summary: "Call every upstream at once and gather their answers",
 		Description: "Calls the configured upstreams (UPSTREAMS; by default three demo upstreams of this server: fast, slow and flaky) concurrently, " +

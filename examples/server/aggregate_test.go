@@ -14,6 +14,8 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// TestAggregateOfTheDemoUpstreams checks the default aggregate, which runs
+// offline, and that its calls do not spend the client's quota.
 func TestAggregateOfTheDemoUpstreams(t *testing.T) {
 	t.Parallel()
 	// Two requests a minute: if the demo upstreams were limited, the three
@@ -45,6 +47,9 @@ func TestAggregateOfTheDemoUpstreams(t *testing.T) {
 	}
 }
 
+// TestAggregateReportsEachUpstreamsFailure aggregates upstreams that fail
+// in every way, and checks that each has its result while the route
+// answers 200.
 func TestAggregateReportsEachUpstreamsFailure(t *testing.T) {
 	t.Parallel()
 	var (
@@ -179,6 +184,8 @@ func TestAggregateReportsEachUpstreamsFailure(t *testing.T) {
 	})
 }
 
+// TestDemoUpstream checks latency_ms and fail_rate, and that a client
+// going away ends the wait.
 func TestDemoUpstream(t *testing.T) {
 	t.Parallel()
 	ts := startServer(t, "sqlite", map[string]string{"LOG_LEVEL": "info"}) // the access log shows when a request ends

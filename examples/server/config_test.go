@@ -26,6 +26,7 @@ func env(pairs ...string) func(string) string {
 	return func(k string) string { return m[k] }
 }
 
+// TestConfigDefaults checks what the server runs with when nothing is set.
 func TestConfigDefaults(t *testing.T) {
 	t.Parallel()
 	c, err := parseConfig(nil, env(), io.Discard)
@@ -47,6 +48,8 @@ func TestConfigDefaults(t *testing.T) {
 	require.Equal(t, slog.LevelInfo, c.LogLevel)
 }
 
+// TestConfigPrecedence checks that a flag wins over its variable, which
+// wins over the default.
 func TestConfigPrecedence(t *testing.T) {
 	t.Parallel()
 	t.Run("the environment wins over the default", func(t *testing.T) {
@@ -79,6 +82,8 @@ func TestConfigPrecedence(t *testing.T) {
 	})
 }
 
+// TestConfigGoodValues checks that each setting takes its documented
+// forms, by variable and by flag alike.
 func TestConfigGoodValues(t *testing.T) {
 	t.Parallel()
 	key := bytes.Repeat([]byte{0xab}, 32)
@@ -147,6 +152,8 @@ func flagOf(t *testing.T, name string) string {
 	return ""
 }
 
+// TestConfigBadValues checks that every bad value, by variable or by flag,
+// is an error that names the flag and the variable and says what is wrong.
 func TestConfigBadValues(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -212,6 +219,8 @@ func TestConfigBadValues(t *testing.T) {
 	}
 }
 
+// TestConfigErrorsDoNotRepeatSecrets checks that a bad value's error keeps
+// passwords and keys out of the logs.
 func TestConfigErrorsDoNotRepeatSecrets(t *testing.T) {
 	t.Parallel()
 	_, err := parseConfig(nil, env("DATABASE_URL", "postgres://app:hunter2@db/app%zz"), io.Discard)
@@ -230,6 +239,7 @@ func TestConfigErrorsDoNotRepeatSecrets(t *testing.T) {
 	require.NotContains(t, err.Error(), "hunter2")
 }
 
+// TestConfigArguments checks -h and arguments that are not settings.
 func TestConfigArguments(t *testing.T) {
 	t.Parallel()
 	t.Run("-h lists every flag with its variable and default", func(t *testing.T) {
@@ -259,6 +269,8 @@ func TestConfigArguments(t *testing.T) {
 	})
 }
 
+// TestRunRefusesABadConfiguration checks that run reports a bad setting as
+// errConfig, which main turns into exit status 2.
 func TestRunRefusesABadConfiguration(t *testing.T) {
 	t.Parallel()
 	for _, vars := range [][]string{{"WORKERS", "0"}, {"ADDR", "nonsense"}} {

@@ -13,6 +13,7 @@ import (
 
 // The OpenAPI document as /docs reads it back: only what the page shows.
 type (
+	// oaDocument is the whole document.
 	oaDocument struct {
 		Info struct {
 			Title, Version, Description string
@@ -23,6 +24,7 @@ type (
 			Schemas map[string]*schema `json:"schemas"`
 		} `json:"components"`
 	}
+	// oaOperation is one operation of a path.
 	oaOperation struct {
 		OperationID string `json:"operationId"`
 		Summary     string `json:"summary"`
@@ -52,37 +54,44 @@ type (
 // The page's view of the document: everything in the order and the words
 // it is shown in, so that the template only lays it out.
 type (
+	// docsView is the whole page.
 	docsView struct {
 		Title, Version, Description string
 		Tags                        []tagView
 		Schemas                     []componentView
 		Problems                    []problemView
 	}
+	// tagView is a section: the operations of one tag.
 	tagView struct {
 		Name string
 		Ops  []opView
 	}
+	// opView is one operation, anchored at its ID.
 	opView struct {
 		ID, Method, Path, Summary, Description string
 		Params                                 []paramView
 		Request                                *bodyView
 		Responses                              []responseView
 	}
+	// paramView is a parameter, or a response header.
 	paramView struct {
 		Name, In, Description string
 		Required              bool
 		Shape                 shapeView
 	}
+	// bodyView is a request body, in each of its media types.
 	bodyView struct {
 		Description string
 		Contents    []contentView
 	}
+	// responseView is the answer of one status.
 	responseView struct {
 		Status      string
 		Description []typePart // the titles of problems link to their entries
 		Headers     []paramView
 		Contents    []contentView
 	}
+	// contentView is a body of one media type.
 	contentView struct {
 		MediaType string
 		Shape     shapeView
@@ -95,20 +104,25 @@ type (
 		Constraints []string
 		Props       []propView
 	}
+	// typePart is a piece of a type's name.
 	typePart struct {
 		Text, Anchor string // Anchor, when set, is the id the text links to
 	}
+	// propView is a property of an object.
 	propView struct {
 		Name, Description string
 		Required          bool
 		Shape             shapeView
 	}
+	// componentView is a component schema, anchored at schema-<Name>.
 	componentView struct {
 		Name, Description string
 		Shape             shapeView
 		Variants          [][]typePart // the shapes of a oneOf
 		Discriminator     string
 	}
+	// problemView is an entry of the problem catalogue, anchored at
+	// problem-<Slug>.
 	problemView struct {
 		Slug, Title, About string
 		Status             int
@@ -172,6 +186,8 @@ func renderDocs(spec []byte, ops []*op, kinds []kind) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// operationView puts operation oa of method and path in words, its
+// responses in status order and its media types in name order.
 func operationView(method, path string, oa *oaOperation, kinds []kind) opView {
 	v := opView{ID: oa.OperationID, Method: method, Path: path, Summary: oa.Summary, Description: oa.Description}
 	for _, p := range oa.Parameters {
@@ -343,6 +359,8 @@ func constraints(s *schema) []string {
 	return out
 }
 
+// sortedKeys returns m's keys in order, for a page that reads the same
+// on every start.
 func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
@@ -364,6 +382,8 @@ func (s *server) docs(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(s.docHTML)
 }
 
+// docsTemplate lays out a docsView. Everything it prints goes through
+// html/template's escaping; nothing is marked safe.
 var docsTemplate = template.Must(template.New("docs").Funcs(template.FuncMap{
 	"lower": strings.ToLower,
 }).Parse(`<!doctype html>

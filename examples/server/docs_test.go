@@ -14,11 +14,15 @@ func init() {
 	openapi3filter.RegisterBodyDecoder("text/html", openapi3filter.PlainBodyDecoder)
 }
 
+// idAttr and hashHref find the anchors of a page and its links to them.
 var (
 	idAttr   = regexp.MustCompile(`\sid="([^"]+)"`)
 	hashHref = regexp.MustCompile(`\shref="#([^"]*)"`)
 )
 
+// TestDocsPage checks that /docs renders the served document whole: every
+// operation, schema and problem type at its anchor, and no link that leads
+// nowhere.
 func TestDocsPage(t *testing.T) {
 	t.Parallel()
 	ts := startServer(t, "sqlite", nil)
@@ -110,6 +114,8 @@ func escaped(s string) string {
 	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&#34;", "'", "&#39;").Replace(s)
 }
 
+// TestProblemTypesRedirectToTheirEntry follows the type of every problem
+// to its entry in /docs.
 func TestProblemTypesRedirectToTheirEntry(t *testing.T) {
 	t.Parallel()
 	ts := startServer(t, "sqlite", nil)
@@ -132,6 +138,8 @@ func TestProblemTypesRedirectToTheirEntry(t *testing.T) {
 	r.problem(t)
 }
 
+// TestDocsEscapeTheDocument renders a document full of markup and checks
+// that none of it reaches the page as markup.
 func TestDocsEscapeTheDocument(t *testing.T) {
 	t.Parallel()
 	evil := `<script>alert("x")</script>`
@@ -151,4 +159,5 @@ func TestDocsEscapeTheDocument(t *testing.T) {
 	require.Contains(t, page, "&lt;script&gt;")
 }
 
+// quote returns s as a JSON string, for the few characters the test uses.
 func quote(s string) string { return `"` + strings.ReplaceAll(s, `"`, `\"`) + `"` }

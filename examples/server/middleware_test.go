@@ -42,6 +42,8 @@ func get(t *testing.T, c *http.Client, url string, headers ...string) *response 
 	return request(t, c, "GET", url, headers...)
 }
 
+// request sends a request without a body with the headers given as pairs,
+// and reads the answer.
 func request(t *testing.T, c *http.Client, method, url string, headers ...string) *response {
 	t.Helper()
 	req, err := http.NewRequest(method, url, nil)
@@ -57,6 +59,7 @@ func request(t *testing.T, c *http.Client, method, url string, headers ...string
 	return &response{status: resp.StatusCode, header: resp.Header, body: body}
 }
 
+// gunzip returns the bytes that gzip data b holds.
 func gunzip(t *testing.T, b []byte) []byte {
 	t.Helper()
 	zr, err := gzip.NewReader(bytes.NewReader(b))
@@ -66,6 +69,8 @@ func gunzip(t *testing.T, b []byte) []byte {
 	return out
 }
 
+// TestCompress checks when compress gzips an answer, and that what it
+// sends decodes to what the handler wrote.
 func TestCompress(t *testing.T) {
 	t.Parallel()
 	big := []byte(strings.Repeat(`{"name":"ada","email":"ada@example.com"},`, 100)) // 4 KiB
@@ -151,6 +156,8 @@ func TestCompress(t *testing.T) {
 	})
 }
 
+// TestCompressNeverHoldsBackAnEventStream reads a stream event by event,
+// the handler writing each only once the one before has been read.
 func TestCompressNeverHoldsBackAnEventStream(t *testing.T) {
 	t.Parallel()
 	next := make(chan struct{})
@@ -199,6 +206,8 @@ func TestCompressNeverHoldsBackAnEventStream(t *testing.T) {
 	require.ErrorIs(t, err, io.EOF)
 }
 
+// TestCompressFlushesEarlyAnswersUncompressed checks that a flush before
+// gzipMinSize bytes sends the whole answer as it is.
 func TestCompressFlushesEarlyAnswersUncompressed(t *testing.T) {
 	t.Parallel()
 	url, c, _ := wrapped(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -212,6 +221,8 @@ func TestCompressFlushesEarlyAnswersUncompressed(t *testing.T) {
 	require.Len(t, r.body, 3003)
 }
 
+// TestObserve checks request ids, X-Process-Time, the access log and its
+// warnings, and panics, on observe around test handlers.
 func TestObserve(t *testing.T) {
 	t.Parallel()
 	var (
@@ -363,6 +374,8 @@ func logLine(log, s string) string {
 	return ""
 }
 
+// TestRequestIDThroughTheServer checks that the server's answers, problems
+// included, carry the request id.
 func TestRequestIDThroughTheServer(t *testing.T) {
 	t.Parallel()
 	ts := startServer(t, "sqlite", nil)
@@ -374,6 +387,7 @@ func TestRequestIDThroughTheServer(t *testing.T) {
 	require.Regexp(t, `^[0-9a-f]{24}$`, r.header.Get("X-Request-ID"))
 }
 
+// TestSlowRequestsAreLogged checks SLOW_REQUEST in the server's log.
 func TestSlowRequestsAreLogged(t *testing.T) {
 	t.Parallel()
 	ts := startServer(t, "sqlite", map[string]string{"SLOW_REQUEST": "50ms"})
@@ -385,6 +399,8 @@ func TestSlowRequestsAreLogged(t *testing.T) {
 	require.Empty(t, logLine(ts.logs.String(), "request_id=fast-1"), "LOG_LEVEL=warn: a fast request is not")
 }
 
+// TestCORS checks CORS_ORIGINS: preflights and headers for allowed,
+// other and any origins.
 func TestCORS(t *testing.T) {
 	t.Parallel()
 	const app = "https://app.example.com"
@@ -459,11 +475,15 @@ func unchecked(ts *testServer) *http.Client {
 	return &http.Client{Transport: ts.client.Transport.(*validatingTransport).next, Timeout: 10 * time.Second}
 }
 
+// rateLimitField matches the RateLimit header of RATE_LIMIT=5/min, and
+// rateLimitPolicy is its RateLimit-Policy.
 var (
 	rateLimitField  = regexp.MustCompile(`^"per-client";r=(\d+);t=(\d+)$`)
 	rateLimitPolicy = `"per-client";q=5;w=60`
 )
 
+// TestRateLimit checks RATE_LIMIT per client, its 429, and the routes it
+// leaves alone.
 func TestRateLimit(t *testing.T) {
 	t.Parallel()
 	ts := startServer(t, "sqlite", map[string]string{"RATE_LIMIT": "5/min"})
