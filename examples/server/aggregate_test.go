@@ -115,7 +115,7 @@ func TestAggregateReportsEachUpstreamsFailure(t *testing.T) {
 		list = append(list, up.URL+p)
 	}
 	list = append(list, refused, strings.Replace(up.URL, "http://", "http://agg:s3cret@", 1)+"/auth")
-	ts := startServer(t, "sqlite", map[string]string{"UPSTREAMS": strings.Join(list, ","), "AGGREGATE_TIMEOUT": "300ms"})
+	ts := startServer(t, "sqlite", map[string]string{"UPSTREAMS": strings.Join(list, ","), "AGGREGATE_TIMEOUT": "500ms"})
 
 	start := time.Now()
 	r := ts.do("GET", "/aggregate", nil, "X-Request-ID", "trace-1")
@@ -163,8 +163,8 @@ func TestAggregateReportsEachUpstreamsFailure(t *testing.T) {
 	t.Run("an upstream that does not answer in time has status 0", func(t *testing.T) {
 		res := byPath["/hang"]
 		require.Equal(t, 0, res.Status)
-		require.Equal(t, "no answer within 300ms", res.Error)
-		require.GreaterOrEqual(t, res.Ms, 300.0)
+		require.Equal(t, "no answer within 500ms", res.Error)
+		require.GreaterOrEqual(t, res.Ms, 500.0)
 	})
 	t.Run("an upstream that refuses connections has status 0", func(t *testing.T) {
 		res := out.Results[len(list)-2]
