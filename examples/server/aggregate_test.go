@@ -227,3 +227,24 @@ func TestDemoUpstream(t *testing.T) {
 		require.Equal(t, map[string]any{"upstream": "a.b-c_d", "latency_ms": 0.0}, m)
 	})
 }
+
+// TestAggregateNeverProxiesTheServerItself checks the upstream client's
+// proxy choice: whatever HTTP_PROXY says, a request to the server's own
+// address or to loopback goes straight there.
+func TestAggregateNeverProxiesTheServerItself(t *testing.T) {
+	t.Parallel()
+	g := newAggregator(&config{AggregateTimeout: time.Second}, "http://10.1.2.3:8080")
+	defer g.close()
+	for _, u := range []string{"http://10.1.2.3:8080/demo/upstream/fast", "http://127.0.0.1:9/", "http://localhost:8080/x", "http://[::1]:80/"} {
+		req, err := http.NewRequest("GET", u, nil)
+		require.NoError(t, err)
+		proxy, err := g.transport.Proxy(req)
+		require.NoError(t, err)
+		require.Nil(t, proxy, u)
+	}
+	require.Equal(t, []string{
+		"http://10.1.2.3:8080/demo/upstream/fast?latency_ms=20",
+		"http://10.1.2.3:8080/demo/upstream/slow?latency_ms=300",
+		"http://10.1.2.3:8080/demo/upstream/flaky?latency_ms=50&fail_rate=0.3",
+	}, g.upstreams, "without UPSTREAMS, the demo upstreams of the server itself")
+}
