@@ -128,7 +128,7 @@ func isLoopback(host string) bool {
 // aggregate runs any more, after the HTTP server has drained.
 func (g *aggregator) close() { g.transport.CloseIdleConnections() }
 
-// aggregate asks every upstream at once, at most aggregateLimit at a time
+// aggregate asks the upstreams concurrently, at most aggregateLimit at a time
 // and each within the timeout, and returns one result per upstream in
 // their order. An upstream's failure is its result's error, never the
 // aggregate's.
