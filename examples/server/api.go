@@ -293,6 +293,11 @@ func isJSON(ct string) bool {
 // fields, trailing data and missing required fields, with a 400 problem
 // that names the field.
 func decodeStrict(raw []byte, dst any) error {
+	if bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+		// encoding/json decodes null into a struct as nothing at all, which
+		// would make null a body with every field at its zero value.
+		return newProblem(probBadRequest, "the body is null; send a JSON object")
+	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
@@ -405,11 +410,25 @@ func missingFields(raw []byte, t reflect.Type, prefix string) []string {
 		}
 		var missing []string
 		for i, it := range items {
+			if string(it) == "null" && !nullable(t.Elem()) {
+				missing = append(missing, fmt.Sprintf("%s%d", prefix, i)) // a null item is as absent as a null field
+				continue
+			}
 			missing = append(missing, missingFields(it, t.Elem(), fmt.Sprintf("%s%d.", prefix, i))...)
 		}
 		return missing
 	}
 	return nil
+}
+
+// nullable reports whether encoding/json gives null a meaning in a value
+// of type t (nil), rather than leaving the value as it was.
+func nullable(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Pointer, reflect.Interface, reflect.Map, reflect.Slice:
+		return true
+	}
+	return false
 }
 
 // jsonField is a struct field as encoding/json sees it.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"net/url"
 	"strconv"
@@ -54,13 +55,31 @@ type setting struct {
 // default.
 var settings = []setting{
 	{"addr", "ADDR", "127.0.0.1:8080", "address to listen on",
-		func(c *config, v string) error { c.Addr = v; return nil }},
+		func(c *config, v string) error {
+			// Checked here, so that a typo is a configuration error naming
+			// the setting rather than a failure to listen.
+			_, port, err := net.SplitHostPort(v)
+			if n, perr := strconv.ParseUint(port, 10, 16); err != nil || perr != nil || n > 65535 {
+				return errors.New("must be host:port with a port from 0 to 65535, such as 127.0.0.1:8080 or :8080")
+			}
+			c.Addr = v
+			return nil
+		}},
 	{"db", "DB_PATH", "asynckit-example.db", "SQLite database file, used when no database URL is set",
-		func(c *config, v string) error { c.DBPath = v; return nil }},
+		func(c *config, v string) error {
+			if v == "" {
+				return errors.New("must name a file") // else SQLite would open a temporary database, lost at exit
+			}
+			c.DBPath = v
+			return nil
+		}},
 	{"database-url", "DATABASE_URL", "", "Postgres URL (postgres://…); replaces SQLite",
 		func(c *config, v string) error {
 			if v != "" && !strings.HasPrefix(v, "postgres://") && !strings.HasPrefix(v, "postgresql://") {
 				return errors.New("must start with postgres:// or postgresql://")
+			}
+			if _, err := url.Parse(v); err != nil {
+				return errors.New("is not a URL") // url's error would repeat the password
 			}
 			c.DatabaseURL = v
 			return nil
@@ -77,7 +96,7 @@ var settings = []setting{
 			for _, u := range splitList(v) {
 				p, err := url.Parse(u)
 				if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
-					return fmt.Errorf("%q is not an absolute http(s) URL", u)
+					return fmt.Errorf("%q is not an absolute http(s) URL", redactURL(u))
 				}
 				c.Upstreams = append(c.Upstreams, u)
 			}
@@ -93,13 +112,16 @@ var settings = []setting{
 	{"cors-origins", "CORS_ORIGINS", "", "comma-separated origins allowed by CORS, or * for any",
 		func(c *config, v string) error {
 			c.CORSOrigins = splitList(v)
-			for _, o := range c.CORSOrigins {
+			for i, o := range c.CORSOrigins {
 				if o == "*" {
 					continue
 				}
-				if p, err := url.Parse(o); err != nil || p.Scheme == "" || p.Host == "" || p.Path != "" {
+				if p, err := url.Parse(o); err != nil || p.Scheme == "" || p.Host == "" || p.Path != "" || p.RawQuery != "" || p.Fragment != "" || p.User != nil {
 					return fmt.Errorf("%q is not an origin such as https://example.com", o)
 				}
+				// Browsers send the scheme and host of Origin in lower case,
+				// and it is compared as it is.
+				c.CORSOrigins[i] = strings.ToLower(o)
 			}
 			return nil
 		}},
@@ -223,10 +245,29 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*con
 	}
 	for _, s := range settings {
 		if err := s.set(c, strings.TrimSpace(*values[s.flag])); err != nil {
-			return nil, fmt.Errorf("-%s (%s) %q: %w", s.flag, s.env, *values[s.flag], err)
+			return nil, fmt.Errorf("-%s (%s) %s: %w", s.flag, s.env, s.shown(*values[s.flag]), err)
 		}
 	}
 	return c, nil
+}
+
+// shown returns value as an error may repeat it: quoted, without the
+// passwords of URLs, and not at all for the cursor key, since errors end
+// up in logs.
+func (s setting) shown(value string) string {
+	switch s.env {
+	case "DATABASE_URL":
+		return strconv.Quote(redactURL(value))
+	case "UPSTREAMS":
+		list := splitList(value)
+		for i, u := range list {
+			list[i] = redactURL(u)
+		}
+		return strconv.Quote(strings.Join(list, ","))
+	case "CURSOR_KEY":
+		return "(not shown)"
+	}
+	return strconv.Quote(value)
 }
 
 // lookupEnv returns the variable's value when it is set and not empty.

@@ -176,9 +176,15 @@ func (v *validatingTransport) RoundTrip(req *http.Request) (*http.Response, erro
 		return resp, nil
 	}
 	route, params, ferr := v.rt.FindRoute(req)
+	if ferr == nil && !sameTemplatePath(route.Path, req.URL.Path, params) {
+		// The legacy router takes /users/ for /users, and /users for
+		// /users/{id} with an empty id; net/http's mux serves neither.
+		ferr = routers.ErrPathNotFound
+	}
 	if ferr != nil {
-		// No operation: the answer must be a 404 or 405 problem.
-		if resp.StatusCode != http.StatusNotFound && resp.StatusCode != http.StatusMethodNotAllowed {
+		// No operation: the answer must be a 404 or 405 problem, or a 429,
+		// since probing for paths spends a client's quota too.
+		if resp.StatusCode != http.StatusNotFound && resp.StatusCode != http.StatusMethodNotAllowed && resp.StatusCode != http.StatusTooManyRequests {
 			v.ts.t.Errorf("%s %s has no operation in the document but was answered %d", req.Method, req.URL.Path, resp.StatusCode)
 		}
 		return resp, nil
@@ -205,6 +211,18 @@ func (v *validatingTransport) RoundTrip(req *http.Request) (*http.Response, erro
 		v.ts.t.Errorf("%s %s answered %d, which the OpenAPI document does not allow: %v\nbody: %s", req.Method, req.URL, resp.StatusCode, err, body)
 	}
 	return resp, nil
+}
+
+// sameTemplatePath reports whether path is template with its parameters
+// replaced by params, none of them empty.
+func sameTemplatePath(template, path string, params map[string]string) bool {
+	for name, v := range params {
+		if v == "" {
+			return false
+		}
+		template = strings.ReplaceAll(template, "{"+name+"}", v)
+	}
+	return template == path
 }
 
 // response is an answer read whole.

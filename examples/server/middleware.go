@@ -65,8 +65,9 @@ func newRequestID() string {
 
 // observe is the outermost middleware: it gives the request an id (the
 // client's X-Request-ID when it is valid), stamps X-Process-Time, recovers
-// a panic into a 500 problem, logs the request (a warning when it is
-// slower than slow, event streams aside), and reports it to record.
+// a panic into a 500 problem (or, once the answer has begun, aborts the
+// answer), logs the request (a warning when it is aborted, or slower than
+// slow and not an event stream), and reports it to record.
 func observe(log *slog.Logger, slow time.Duration, record func(method, route string, code int, d time.Duration), next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -80,10 +81,12 @@ func observe(log *slog.Logger, slow time.Duration, record func(method, route str
 		rw := &responseWriter{ResponseWriter: w, start: start}
 		rw.Header().Set("X-Request-Id", id) // canonical: Set need not copy it
 		defer func() {
-			if v := recover(); v != nil {
-				if v == http.ErrAbortHandler {
-					panic(v)
-				}
+			v := recover()
+			// An answer that has begun cannot become a problem any more: it
+			// is cut short, so that the client does not take the part it got
+			// for the whole.
+			aborted := v == http.ErrAbortHandler || (v != nil && rw.wroteHeader)
+			if v != nil && v != http.ErrAbortHandler {
 				log.ErrorContext(ctx, "panic serving request", "panic", v, "stack", string(debug.Stack()), "request_id", id)
 				if !rw.wroteHeader {
 					writeProblem(rw, r, newProblem(probInternal, "the server could not answer this request"))
@@ -99,14 +102,20 @@ func observe(log *slog.Logger, slow time.Duration, record func(method, route str
 			}
 			level := slog.LevelInfo
 			msg := "request"
+			switch {
+			case aborted:
+				level, msg = slog.LevelWarn, "request aborted"
 			// An event stream is long by design: its length is no warning.
-			if d > slow && !strings.HasPrefix(rw.Header().Get("Content-Type"), "text/event-stream") {
+			case d > slow && !strings.HasPrefix(rw.Header().Get("Content-Type"), "text/event-stream"):
 				level, msg = slog.LevelWarn, "slow request"
 			}
 			log.LogAttrs(ctx, level, msg,
 				slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("route", route),
 				slog.Int("status", rw.code()), slog.Int64("bytes", rw.bytes), slog.Duration("duration", d),
 				slog.String("remote", r.RemoteAddr), slog.String("request_id", id))
+			if aborted {
+				panic(http.ErrAbortHandler) // net/http closes the connection, and logs nothing more
+			}
 		}()
 		next.ServeHTTP(rw, r)
 	})
@@ -220,8 +229,16 @@ func compress(next http.Handler) http.Handler {
 			return
 		}
 		gw := &gzipWriter{ResponseWriter: w}
-		defer gw.close()
+		served := false
+		defer func() {
+			if served {
+				gw.close()
+			} else {
+				gw.release() // a panic: what is held back must not pass for a whole answer
+			}
+		}()
 		next.ServeHTTP(gw, r)
+		served = true
 	})
 }
 
@@ -267,8 +284,8 @@ func (g *gzipWriter) WriteHeader(code int) {
 		strings.HasPrefix(h.Get("Content-Type"), "text/event-stream"),
 		h.Get("Content-Length") != "" && cl < gzipMinSize:
 		g.decide(false)
-	case cl >= gzipMinSize:
-		g.decide(true)
+	case cl >= gzipMinSize && h["Content-Type"] != nil:
+		g.decide(true) // else the first bytes are needed to type it
 	}
 }
 
@@ -277,6 +294,11 @@ func (g *gzipWriter) decide(gz bool) {
 	g.decided = true
 	if gz {
 		h := g.Header()
+		if _, typed := h["Content-Type"]; !typed {
+			// net/http types an untyped answer by its first bytes, but not
+			// once it is encoded: those would be gzip's.
+			h.Set("Content-Type", http.DetectContentType(g.buf))
+		}
 		h.Del("Content-Length")
 		h.Set("Content-Encoding", "gzip")
 		g.gz = gzipPool.Get().(*gzip.Writer)
@@ -344,6 +366,17 @@ func (g *gzipWriter) close() {
 	}
 }
 
+// release drops what close would send, for an answer that was never
+// finished.
+func (g *gzipWriter) release() {
+	g.buf = nil
+	if g.gz != nil {
+		g.gz.Reset(nil)
+		gzipPool.Put(g.gz)
+		g.gz = nil
+	}
+}
+
 // clientKeyFunc returns the key that identifies a request's client, for
 // rate limits and idempotency keys: "id:" and the X-Client-ID header when
 // it is sent, else "ip:" and the client's address (X-Forwarded-For is
@@ -369,4 +402,18 @@ func clientKeyFunc(trusted []netip.Prefix) ratelimit.KeyFunc {
 		}
 		return "ip:" + ip, nil
 	}
+}
+
+// requireClientKey answers a request whose client key cannot be found (an
+// X-Client-ID that is not valid, say) with a 400 problem of this API's own
+// kind, documented at its type, before it reaches next; the rate limiter
+// would answer it with an about:blank problem that names nothing.
+func requireClientKey(key ratelimit.KeyFunc, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := key(r); err != nil {
+			writeProblem(w, r, newProblem(probBadRequest, "%v", err))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }

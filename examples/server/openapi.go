@@ -86,7 +86,7 @@ func (g *schemaGen) of(t reflect.Type) *schema {
 	case t == timeType:
 		return &schema{Type: "string", Format: "date-time"}
 	case t == rawMessageType:
-		return &schema{Description: "Any JSON value"}
+		return &schema{Description: "Any JSON value", Nullable: true} // null is a JSON value too
 	case t.Kind() != reflect.Pointer && t.Implements(textMarshaler):
 		return &schema{Type: "string"}
 	}
@@ -308,15 +308,14 @@ func (a *api) document(g *schemaGen, version string) map[string]any {
 			responses[strconv.Itoa(other.Status)] = map[string]any{"description": other.Description}
 		}
 		problems := slices.Clone(o.Problems)
-		if len(o.Params) > 0 || o.Request != nil || o.Idempotent {
+		if len(params) > 0 || o.Request != nil { // a bad X-Client-ID or Idempotency-Key too
 			problems = append(problems, probBadRequest)
 		}
 		if o.Request != nil {
 			problems = append(problems, probTooLarge, probMediaType)
 		}
 		if !o.Ops {
-			problems = append(problems, kind{status: http.StatusTooManyRequests, title: "Too many requests: the client's rate limit is spent; Retry-After says when to come back, and RateLimit how much is left"})
-			problems = append(problems, probInternal, probUnavailable)
+			problems = append(problems, probRateLimited, probInternal, probUnavailable)
 		}
 		if o.Idempotent {
 			problems = append(problems, probKeyInUse, probKeyReused)

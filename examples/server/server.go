@@ -25,9 +25,11 @@ type server struct {
 	limiter ratelimit.Limiter
 	idem    *idempotency
 	metrics *metrics
+	agg     *aggregator
 	api     *api
 	handler http.Handler
 	spec    []byte // the OpenAPI document, as served
+	docHTML []byte // the page of /docs, rendered from spec
 	self    string // the server's own base URL
 
 	tasksWhere string // where tasks live, for the startup line
@@ -73,7 +75,8 @@ func newServer(ctx context.Context, cfg *config, log *slog.Logger, self string) 
 	if s.limiter, err = ratelimit.NewGCRA(cfg.RateLimit, ratelimit.Options{MaxKeys: 100_000}); err != nil {
 		return nil, err
 	}
-	limit, err := ratelimit.Middleware(s.limiter, clientKey, ratelimit.Name("per-client"), ratelimit.OnDecision(s.metrics.decision))
+	limit, err := ratelimit.Middleware(s.limiter, clientKey, ratelimit.Name("per-client"), ratelimit.OnDecision(s.metrics.decision),
+		ratelimit.ProblemType(problemTypePrefix+probRateLimited.slug)) // documented at /docs, as every other problem
 	if err != nil {
 		return nil, err
 	}
@@ -83,7 +86,7 @@ func newServer(ctx context.Context, cfg *config, log *slog.Logger, self string) 
 	}
 
 	s.api = newAPI(log, cfg.MaxBody)
-	s.api.wrap = limit
+	s.api.wrap = func(h http.Handler) http.Handler { return requireClientKey(clientKey, limit(h)) }
 	s.api.idem = s.idem
 	s.userRoutes(s.api)
 	s.accountRoutes(s.api)
@@ -91,9 +94,14 @@ func newServer(ctx context.Context, cfg *config, log *slog.Logger, self string) 
 	s.eventRoutes(s.api)
 	s.fileRoutes(s.api)
 	s.opsRoutes(s.api)
+	s.agg = newAggregator(cfg, self)
+	s.aggregateRoutes(s.api)
 
 	if s.spec, err = json.Marshal(s.api.document(s.schemas(), "1.0.0")); err != nil {
 		return nil, fmt.Errorf("openapi: %w", err)
+	}
+	if s.docHTML, err = renderDocs(s.spec, s.api.ops, problemKinds); err != nil {
+		return nil, err
 	}
 	s.metrics.watch(s)
 	s.handler = observe(log, cfg.SlowRequest, s.metrics.request, cors(cfg.CORSOrigins, compress(s.api)))
@@ -139,6 +147,9 @@ func (s *server) close(ctx context.Context) error {
 	}
 	if s.users != nil {
 		s.users.close()
+	}
+	if s.agg != nil {
+		s.agg.close()
 	}
 	if s.store != nil {
 		if err := s.store.db.Close(); err != nil {
