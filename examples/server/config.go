@@ -34,6 +34,7 @@ type config struct {
 	MaxUpload        int64
 	UploadDir        string
 	Workers          int
+	DBMaxConns       int
 	QueueSize        int
 	TaskRetryBase    time.Duration
 	SSEPing          time.Duration
@@ -133,6 +134,15 @@ var settings = []setting{
 		func(c *config, v string) error { return setSize(&c.MaxUpload, v) }},
 	{"upload-dir", "UPLOAD_DIR", "", "directory for uploaded files awaiting processing (default: a temporary directory removed at exit)",
 		func(c *config, v string) error { c.UploadDir = v; return nil }},
+	{"db-max-conns", "DB_MAX_CONNS", "16", "most database connections: the Postgres pool, or SQLite's readers beside its one writer",
+		func(c *config, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 1000 {
+				return errors.New("must be a whole number from 1 to 1000")
+			}
+			c.DBMaxConns = n
+			return nil
+		}},
 	{"workers", "WORKERS", "4", "how many background tasks run at once",
 		func(c *config, v string) error {
 			n, err := strconv.Atoi(v)

@@ -130,17 +130,20 @@ func TestIdempotencyReaperDeletesExpiredKeys(t *testing.T) {
 	cfg := &config{DBPath: filepath.Join(t.TempDir(), "reap.db")}
 	st, err := openStore(context.Background(), cfg)
 	require.NoError(t, err)
-	defer st.db.Close()
+	defer st.close()
 	old, fresh := time.Now().Add(-25*time.Hour).UTC(), time.Now().UTC()
+	tx, err := st.db.Begin()
+	require.NoError(t, err)
 	for i := range 2_500 {
 		created := fresh
 		if i%2 == 0 {
 			created = old
 		}
-		_, err := st.db.Exec(`INSERT INTO idempotency_keys (client_id, idem_key, method, route, fingerprint, status, body, created_at)
+		_, err := tx.Exec(`INSERT INTO idempotency_keys (client_id, idem_key, method, route, fingerprint, status, body, created_at)
 			VALUES ('c', $1, 'POST', '/transfers', 'f', 201, $2, $3)`, itoa(int64(i)), []byte("{}"), created)
 		require.NoError(t, err)
 	}
+	require.NoError(t, tx.Commit())
 	idem := newIdempotency(st, nil, nil)
 	n, err := idem.reap(context.Background(), time.Now().Add(-idempotencyTTL))
 	require.NoError(t, err)

@@ -66,6 +66,9 @@ func (m *metrics) decision(_ *http.Request, d ratelimit.Decision) {
 // watch registers the collectors that read s's parts when scraped.
 func (m *metrics) watch(s *server) {
 	m.reg.MustRegister(collectors.NewDBStatsCollector(s.store.db, s.store.dialect))
+	if s.store.rdb != s.store.db {
+		m.reg.MustRegister(collectors.NewDBStatsCollector(s.store.rdb, s.store.dialect+"_readers"))
+	}
 	for _, c := range []struct {
 		name, help string
 		read       func() uint64

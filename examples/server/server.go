@@ -152,7 +152,7 @@ func (s *server) close(ctx context.Context) error {
 		s.agg.close()
 	}
 	if s.store != nil {
-		if err := s.store.db.Close(); err != nil {
+		if err := s.store.close(); err != nil {
 			errs = append(errs, fmt.Errorf("close database: %w", err))
 		}
 	}

@@ -28,8 +28,17 @@ var schemaFS embed.FS
 // store is the service's data in SQLite or Postgres. Its queries are
 // written once: both databases take $n placeholders, RETURNING and
 // ON CONFLICT; what differs is in the schema files and in dialect.
+//
+// Writes go through db, always inside txn.Do; reads outside a transaction
+// go through rdb. On Postgres the two are one pool. SQLite takes one
+// writer at a time, so there db holds a single connection: writers queue
+// for it in order inside the process, instead of polling the file lock
+// with busy_timeout, which under load sleeps ever longer between tries
+// and lets throughput collapse. Readers have a pool of their own, which
+// WAL lets run beside the writer.
 type store struct {
 	db      *sql.DB
+	rdb     *sql.DB
 	dialect string // "sqlite" or "postgres"
 	keyset  pagination.Dialect
 	where   string // where the data lives, for the startup line
@@ -38,46 +47,78 @@ type store struct {
 // openStore opens the database that cfg names: Postgres when DatabaseURL
 // is set, else the SQLite file DBPath. It migrates the schema before
 // returning.
-func openStore(ctx context.Context, cfg *config) (*store, error) {
-	s := &store{}
-	var err error
+func openStore(ctx context.Context, cfg *config) (s *store, err error) {
+	s = &store{}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+	conns := cfg.DBMaxConns
+	if conns == 0 {
+		conns = 16
+	}
 	if cfg.DatabaseURL != "" {
 		s.dialect, s.keyset = "postgres", pagination.Postgres
-		s.db, err = sql.Open("pgx", cfg.DatabaseURL)
-		if err != nil {
+		if s.db, err = sql.Open("pgx", cfg.DatabaseURL); err != nil {
 			return nil, fmt.Errorf("open Postgres: %w", err)
 		}
-		s.db.SetMaxOpenConns(32)
-		s.db.SetMaxIdleConns(32)
+		s.db.SetMaxOpenConns(conns)
+		s.db.SetMaxIdleConns(conns)
 		s.db.SetConnMaxIdleTime(5 * time.Minute)
+		s.rdb = s.db
 		s.where = "postgres " + redactURL(cfg.DatabaseURL)
 	} else {
 		s.dialect, s.keyset = "sqlite", pagination.SQLite
-		// WAL lets readers run beside the one writer; _txlock=immediate
-		// makes every transaction take the write lock at BEGIN, so a
-		// transfer that reads and then writes waits for busy_timeout
-		// instead of failing at its first write (see txn's doc).
-		dsn := "file:" + cfg.DBPath + "?_pragma=foreign_keys(1)&_pragma=busy_timeout(10000)" +
-			"&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate&_time_format=sqlite"
-		s.db, err = sql.Open("sqlite", dsn)
-		if err != nil {
+		// _txlock=immediate makes a transaction take the write lock at
+		// BEGIN, so one that reads and then writes never fails at its
+		// first write (see txn's doc); busy_timeout covers other processes
+		// that open the same file.
+		common := "file:" + cfg.DBPath + "?_pragma=busy_timeout(10000)&_time_format=sqlite"
+		if s.db, err = sql.Open("sqlite", common+"&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate"); err != nil {
 			return nil, fmt.Errorf("open SQLite %s: %w", cfg.DBPath, err)
 		}
-		s.db.SetMaxOpenConns(16)
-		s.db.SetMaxIdleConns(16)
+		s.db.SetMaxOpenConns(1)
+		s.db.SetMaxIdleConns(1)
 		s.where = "sqlite " + cfg.DBPath
 	}
 	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := s.db.PingContext(pingCtx); err != nil {
-		s.db.Close()
+	if err := s.db.PingContext(pingCtx); err != nil { // for SQLite, this also turns WAL on
 		return nil, fmt.Errorf("connect to %s: %w", s.where, err)
 	}
+	if s.rdb == nil {
+		if s.rdb, err = sql.Open("sqlite", "file:"+cfg.DBPath+"?_pragma=busy_timeout(10000)&_time_format=sqlite&_pragma=query_only(1)"); err != nil {
+			return nil, fmt.Errorf("open SQLite %s: %w", cfg.DBPath, err)
+		}
+		s.rdb.SetMaxOpenConns(conns)
+		s.rdb.SetMaxIdleConns(conns)
+	}
 	if err := s.migrate(ctx); err != nil {
-		s.db.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// reader returns what a read should go through: the transaction in ctx,
+// or else the read pool.
+func (s *store) reader(ctx context.Context) txn.Querier {
+	if q := txn.From(ctx, s.db); q != txn.Querier(s.db) {
+		return q
+	}
+	return s.rdb
+}
+
+// close closes the pools.
+func (s *store) close() error {
+	var errs []error
+	if s.rdb != nil && s.rdb != s.db {
+		errs = append(errs, s.rdb.Close())
+	}
+	if s.db != nil {
+		errs = append(errs, s.db.Close())
+	}
+	return errors.Join(errs...)
 }
 
 // redactURL hides the password of a database URL.
@@ -203,5 +244,5 @@ func violation(err error) (constraint, string) {
 func (s *store) ping(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	return s.db.PingContext(ctx)
+	return s.rdb.PingContext(ctx)
 }

@@ -64,7 +64,7 @@ func (s *store) insertAccount(ctx context.Context, userID *int64, balance int64)
 
 // getAccount reads account id, or an accountNotFoundError.
 func (s *store) getAccount(ctx context.Context, id int64) (account, error) {
-	a, err := scanAccount(txn.From(ctx, s.db).QueryRowContext(ctx, `SELECT `+accountColumns+` FROM accounts WHERE id = $1`, id))
+	a, err := scanAccount(s.reader(ctx).QueryRowContext(ctx, `SELECT `+accountColumns+` FROM accounts WHERE id = $1`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return account{}, accountNotFoundError{id}
 	}

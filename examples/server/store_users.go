@@ -28,7 +28,7 @@ func scanUser(row scanner) (user, error) {
 
 // getUser reads user id, or errUserNotFound.
 func (s *store) getUser(ctx context.Context, id int64) (user, error) {
-	u, err := scanUser(txn.From(ctx, s.db).QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, id))
+	u, err := scanUser(s.reader(ctx).QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return user{}, errUserNotFound
 	}
@@ -104,7 +104,7 @@ func (s *store) searchUsers(ctx context.Context, prefix string, after int64, lim
 	}
 	args = append(args, limit)
 	q += fmt.Sprintf(` ORDER BY %s LIMIT $%d`, order, len(args))
-	rows, err := s.db.QueryContext(ctx, q, args...)
+	rows, err := s.reader(ctx).QueryContext(ctx, q, args...)
 	return scanAll(rows, err, scanUser)
 }
 

@@ -44,6 +44,7 @@ CREATE TABLE IF NOT EXISTS ledger (
 	created_at  TIMESTAMP NOT NULL
 );
 CREATE INDEX IF NOT EXISTS ledger_account ON ledger (account_id);
+CREATE INDEX IF NOT EXISTS ledger_transfer ON ledger (transfer_id);
 
 -- The answers to requests that carried an Idempotency-Key, per client, for
 -- 24 hours.
