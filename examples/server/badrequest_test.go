@@ -6,11 +6,16 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	legacyrouter "github.com/getkin/kin-openapi/routers/legacy"
 	"github.com/stretchr/testify/require"
+
+	"github.com/asynckit/asynckit/pagination"
+	"github.com/asynckit/asynckit/taskqueue"
 )
 
 // badRequest is a request that must be refused, and how.
@@ -28,13 +33,13 @@ type badRequest struct {
 // test body can pass it, large enough for 1,001 users or operations.
 const maxBodyForTests = 96 << 10
 
-// TestBadRequests sends every route (but /tasks and /files) requests that
-// are wrong in every way a client can get one wrong, and checks that each
-// gets its documented 4xx with a problem body, and that none of them
-// changed any data.
+// TestBadRequests sends every route requests that are wrong in every way a
+// client can get one wrong, and checks that each gets its documented 4xx
+// with a problem body, and that none of them changed any data or started
+// a task.
 func TestBadRequests(t *testing.T) {
 	t.Parallel()
-	forEachDB(t, map[string]string{"MAX_BODY": fmt.Sprint(maxBodyForTests)}, func(t *testing.T, ts *testServer) {
+	forEachDB(t, map[string]string{"MAX_BODY": fmt.Sprint(maxBodyForTests), "MAX_UPLOAD": fmt.Sprint(maxUploadForTests)}, func(t *testing.T, ts *testServer) {
 		var ada, bob user
 		ts.do("POST", "/users", userInput{Username: "ada", Email: "ada@example.com", FullName: "Ada"}).json(t, &ada)
 		ts.do("POST", "/users", userInput{Username: "bob", Email: "bob@example.com", FullName: "Bob"}).json(t, &bob)
@@ -44,8 +49,17 @@ func TestBadRequests(t *testing.T) {
 		require.Positive(t, rich.ID)
 		require.Positive(t, poor.ID)
 
+		var done taskqueue.Info
+		r := ts.do("POST", "/tasks", `{"kind":"demo","payload":{"steps":1,"step_ms":0}}`)
+		require.Equal(t, http.StatusAccepted, r.status, "%s", r.body)
+		r.json(t, &done)
+		require.Eventually(t, func() bool {
+			ts.do("GET", "/tasks/"+done.ID, nil).json(t, &done)
+			return done.Status == taskqueue.StatusSucceeded
+		}, 10*time.Second, 5*time.Millisecond)
+
 		before := snapshot(t, ts, poor.ID)
-		rows := badRequests(ada, bob, rich, poor)
+		rows := append(badRequests(ada, bob, rich, poor), badTaskRequests(done)...)
 		checkCoverage(t, ts, rows)
 		for _, row := range rows {
 			t.Run(row.name, func(t *testing.T) {
@@ -328,6 +342,11 @@ func snapshot(t *testing.T, ts *testServer, last int64) string {
 	r := ts.do("GET", "/users/export", nil)
 	require.Equal(t, http.StatusOK, r.status)
 	b.Write(r.body)
+	var tasks pagination.Page[taskqueue.Info]
+	ts.do("GET", "/tasks?limit=100", nil).json(t, &tasks)
+	for _, info := range tasks.Items {
+		fmt.Fprintf(&b, "task %s %s %s\n", info.ID, info.Kind, info.Status)
+	}
 	for id := int64(1); id <= last+50; id++ {
 		r := ts.do("GET", fmt.Sprintf("/accounts/%d", id), nil)
 		if r.status == http.StatusNotFound {
@@ -339,9 +358,8 @@ func snapshot(t *testing.T, ts *testServer, last int64) string {
 	return b.String()
 }
 
-// checkCoverage fails unless every route of the document, except those of
-// /tasks and /files and those that take no input at all, is sent at least
-// one of rows.
+// checkCoverage fails unless every route of the document, except those
+// that take no input at all, is sent at least one of rows.
 func checkCoverage(t *testing.T, ts *testServer, rows []badRequest) {
 	t.Helper()
 	rt, err := legacyrouter.NewRouter(ts.doc)
@@ -355,9 +373,6 @@ func checkCoverage(t *testing.T, ts *testServer, rows []badRequest) {
 		}
 	}
 	for path, item := range ts.doc.Paths.Map() {
-		if strings.HasPrefix(path, "/tasks") || strings.HasPrefix(path, "/files") {
-			continue
-		}
 		for method, o := range item.Operations() {
 			if len(o.Parameters) == 0 && o.RequestBody == nil {
 				continue // nothing to get wrong but the method, which has its rows
@@ -398,4 +413,121 @@ func (ts *testServer) send(method, path string, body any, header http.Header) *r
 	raw, err := io.ReadAll(resp.Body)
 	require.NoError(ts.t, err)
 	return &response{status: resp.StatusCode, header: resp.Header, body: raw}
+}
+
+// maxUploadForTests is the MAX_UPLOAD of TestBadRequests.
+const maxUploadForTests = 64 << 10
+
+// badTaskRequests returns the rows for the task and file routes; done is
+// a task that has finished.
+func badTaskRequests(done taskqueue.Info) []badRequest {
+	var rows []badRequest
+	add := func(name, method, path string, body any, status int, kind string, header ...string) *badRequest {
+		h := http.Header{}
+		for i := 0; i+1 < len(header); i += 2 {
+			h[header[i]] = append(h[header[i]], header[i+1])
+		}
+		rows = append(rows, badRequest{name: method + " " + path + ": " + name, method: method, path: path, body: body, header: h, status: status, kind: kind})
+		return &rows[len(rows)-1]
+	}
+	naming := func(fields ...string) func(t *testing.T, r *response, p problem) {
+		return func(t *testing.T, r *response, p problem) {
+			var got []string
+			for _, e := range p.Errors {
+				got = append(got, e.Field)
+			}
+			require.Subset(t, got, fields, "detail: %s", p.Detail)
+		}
+	}
+
+	// POST /tasks: the body is JSON, so the generic rows apply, and then
+	// what each kind's payload can get wrong.
+	valid := `{"kind":"demo","payload":{"steps":1,"step_ms":0}}`
+	add("malformed JSON is 400", "POST", "/tasks", valid[:len(valid)-3], 400, "bad-request")
+	add("an unknown field is 400", "POST", "/tasks", `{"kind":"demo","zzz":1}`, 400, "bad-request").check = naming("zzz")
+	add("a missing kind is 400", "POST", "/tasks", `{"payload":{}}`, 400, "bad-request").check = naming("kind")
+	add("an empty body is 400", "POST", "/tasks", "", 400, "bad-request")
+	add("a JSON null body is 400", "POST", "/tasks", `null`, 400, "bad-request")
+	add("trailing data is 400", "POST", "/tasks", valid+`{}`, 400, "bad-request")
+	add("a body over MAX_BODY is 413", "POST", "/tasks", `{"kind":"demo","payload":{"x":"`+strings.Repeat("x", maxBodyForTests)+`"}}`, 413, "payload-too-large")
+	add("text/plain is 415", "POST", "/tasks", valid, 415, "unsupported-media-type", "Content-Type", "text/plain")
+	for _, k := range []string{"resize", "file", "callback", "", "DEMO"} {
+		add("kind "+strconv.Quote(k)+" is 400", "POST", "/tasks", `{"kind":"`+k+`"}`, 400, "validation-error").check = naming("kind")
+	}
+	add("a kind that is not a string is 400", "POST", "/tasks", `{"kind":1}`, 400, "bad-request").check = naming("kind")
+	add("steps 0 is 400", "POST", "/tasks", `{"kind":"demo","payload":{"steps":0}}`, 400, "validation-error").check = naming("payload.steps")
+	add("steps 101 is 400", "POST", "/tasks", `{"kind":"demo","payload":{"steps":101}}`, 400, "validation-error").check = naming("payload.steps")
+	add("a negative step_ms is 400", "POST", "/tasks", `{"kind":"demo","payload":{"step_ms":-1}}`, 400, "validation-error").check = naming("payload.step_ms")
+	add("a step_ms over a minute is 400", "POST", "/tasks", `{"kind":"demo","payload":{"step_ms":60001}}`, 400, "validation-error").check = naming("payload.step_ms")
+	add("steps as a string is 400", "POST", "/tasks", `{"kind":"demo","payload":{"steps":"5"}}`, 400, "validation-error").check = naming("payload.steps")
+	add("an unknown payload field is 400", "POST", "/tasks", `{"kind":"demo","payload":{"stepz":5}}`, 400, "validation-error").check = naming("payload.stepz")
+	add("a payload that is not an object is 400", "POST", "/tasks", `{"kind":"demo","payload":[1]}`, 400, "validation-error")
+	add("emails without a payload is 400", "POST", "/tasks", `{"kind":"emails"}`, 400, "validation-error").check = naming("payload")
+	add("no addresses is 400", "POST", "/tasks", `{"kind":"emails","payload":{"emails":[],"template":"hi"}}`, 400, "validation-error").check = naming("payload.emails")
+	add("a bad address is 400", "POST", "/tasks", `{"kind":"emails","payload":{"emails":["ok@example.com","nope"],"template":"hi"}}`, 400, "validation-error").check = naming("payload.emails.1")
+	add("an empty template is 400", "POST", "/tasks", `{"kind":"emails","payload":{"emails":["ok@example.com"],"template":""}}`, 400, "validation-error").check = naming("payload.template")
+	add("a missing template is 400", "POST", "/tasks", `{"kind":"emails","payload":{"emails":["ok@example.com"]}}`, 400, "validation-error").check = naming("payload.template")
+	add("over 1000 addresses is 400", "POST", "/tasks", `{"kind":"emails","payload":{"emails":[`+strings.Repeat(`"a@example.com",`, 1000)+`"a@example.com"],"template":"hi"}}`, 400, "validation-error").check = naming("payload.emails")
+	add("an empty X-Client-ID is 400", "POST", "/tasks", valid, 400, "bad-request", "X-Client-ID", "")
+
+	// Listing, reading, cancelling and following tasks.
+	for _, q := range []string{"status=done", "status=", "kind=resize", "limit=0", "limit=x", "cursor=abc"} {
+		status, kind := 400, "validation-error"
+		if strings.HasPrefix(q, "cursor") {
+			kind = "invalid-cursor"
+		}
+		if q == "status=" {
+			continue // an empty filter is no filter
+		}
+		add("a bad "+q+" is 400", "GET", "/tasks?"+q, nil, status, kind)
+	}
+	for _, id := range []string{"nope", "01m96ta64q3qk36x2n2rv51ktk", strings.Repeat("z", 300)} {
+		add("an unknown id is 404", "GET", "/tasks/"+id, nil, 404, "not-found")
+		add("an unknown id is 404", "DELETE", "/tasks/"+id, nil, 404, "not-found")
+		add("an unknown id is 404", "GET", "/tasks/"+id+"/events", nil, 404, "not-found")
+	}
+	add("a finished task cannot be cancelled: 409", "DELETE", "/tasks/"+done.ID, nil, 409, "task-finished")
+	add("a Last-Event-ID that is not a number is 400", "GET", "/tasks/"+done.ID+"/events", nil, 400, "validation-error", "Last-Event-ID", "abc")
+	add("a lastEventId that is not a number is 400", "GET", "/tasks/"+done.ID+"/events?lastEventId=-1", nil, 400, "validation-error")
+	add("PATCH is 405", "PATCH", "/tasks", `{}`, 405, "method-not-allowed")
+	add("PUT is 405", "PUT", "/tasks/"+done.ID, `{}`, 405, "method-not-allowed")
+	add("POST is 405", "POST", "/tasks/"+done.ID+"/events", `{}`, 405, "method-not-allowed")
+
+	// Uploads.
+	const boundary = "b0undary"
+	mp := func(parts ...string) string { // name, filename ("" for a field), content, …
+		var b strings.Builder
+		for i := 0; i+2 < len(parts); i += 3 {
+			b.WriteString("--" + boundary + "\r\n")
+			if parts[i+1] != "" {
+				fmt.Fprintf(&b, "Content-Disposition: form-data; name=%q; filename=%q\r\nContent-Type: text/plain\r\n\r\n", parts[i], parts[i+1])
+			} else {
+				fmt.Fprintf(&b, "Content-Disposition: form-data; name=%q\r\n\r\n", parts[i])
+			}
+			b.WriteString(parts[i+2] + "\r\n")
+		}
+		b.WriteString("--" + boundary + "--\r\n")
+		return b.String()
+	}
+	multipartCT := "multipart/form-data; boundary=" + boundary
+	upload := func(name string, body string, status int, kind string, header ...string) *badRequest {
+		return add(name, "POST", "/files", body, status, kind, append([]string{"Content-Type", multipartCT}, header...)...)
+	}
+	upload("no file is 400", mp("callback_url", "", "http://127.0.0.1:1/hook"), 400, "validation-error").check = naming("file")
+	upload("an empty form is 400", mp(), 400, "validation-error").check = naming("file")
+	upload("two files are 400", mp("file", "a.txt", "a", "file", "b.txt", "b"), 400, "validation-error").check = naming("file")
+	upload("an unknown field is 400", mp("file", "a.txt", "a", "extra", "", "x"), 400, "validation-error").check = naming("extra")
+	for _, u := range []string{"ftp://example.com/x", "not a url", "/relative", "http://", "http://example.com/" + strings.Repeat("p", 2049)} {
+		upload("callback_url "+u[:min(len(u), 24)]+" is 400", mp("file", "a.txt", "a", "callback_url", "", u), 400, "validation-error").check = naming("callback_url")
+	}
+	upload("two callback URLs are 400", mp("file", "a.txt", "a", "callback_url", "", "http://127.0.0.1:1/a", "callback_url", "", "http://127.0.0.1:1/b"), 400, "validation-error")
+	upload("a file over MAX_UPLOAD is 413", mp("file", "big.txt", strings.Repeat("x", maxUploadForTests+1)), 413, "payload-too-large")
+	upload("a body cut short is 400", mp("file", "a.txt", "abc")[:60], 400, "bad-request")
+	upload("a body with another boundary is 400", strings.ReplaceAll(mp("file", "a.txt", "abc"), boundary, "other"), 400, "")
+	add("JSON is 415", "POST", "/files", `{"file":"abc"}`, 415, "unsupported-media-type")
+	add("no Content-Type is 415", "POST", "/files", "abc", 415, "unsupported-media-type").header["Content-Type"] = nil
+	add("multipart without a boundary is 400", "POST", "/files", mp("file", "a.txt", "a"), 400, "bad-request", "Content-Type", "multipart/form-data")
+	add("an empty X-Client-ID is 400", "POST", "/files", mp("file", "a.txt", "a"), 400, "bad-request", "Content-Type", multipartCT, "X-Client-ID", "")
+	add("GET is 405", "GET", "/files", nil, 405, "method-not-allowed")
+	return rows
 }

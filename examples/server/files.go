@@ -351,8 +351,10 @@ func (s *server) receiveUpload(w http.ResponseWriter, r *http.Request) (taskqueu
 	}
 	limit := s.cfg.MaxUpload
 	body := http.MaxBytesReader(w, r.Body, limit+uploadFraming)
-	mr := multipart.NewReader(&deadlineReader{r: body, rc: http.NewResponseController(w),
-		end: time.Now().Add(time.Minute + time.Duration(limit/uploadMinRate)*time.Second)}, params["boundary"])
+	closing := &closingWatcher{r: &deadlineReader{r: body, rc: http.NewResponseController(w),
+		end: time.Now().Add(time.Minute + time.Duration(limit/uploadMinRate)*time.Second)},
+		delim: []byte("--" + params["boundary"] + "--")}
+	mr := multipart.NewReader(closing, params["boundary"])
 
 	var (
 		path, callback string
@@ -366,6 +368,11 @@ func (s *server) receiveUpload(w http.ResponseWriter, r *http.Request) (taskqueu
 	for {
 		part, err := mr.NextPart()
 		if errors.Is(err, io.EOF) {
+			if !closing.seen {
+				// mime/multipart reports a body cut short inside a part's
+				// headers as a plain EOF, as if the form had ended.
+				return taskqueue.Info{}, newProblem(probBadRequest, "the multipart body ends before its closing boundary")
+			}
 			break
 		}
 		if err != nil {
@@ -466,6 +473,34 @@ func uploadProblem(err error, limit int64) error {
 // deadlineReader extends its connection's read deadline as data arrives:
 // by uploadIdle past each read, never past end. A large upload is not cut
 // off by the server's ReadTimeout, and a stalled one still ends.
+// closingWatcher passes a multipart body through and notes whether its
+// closing delimiter went by, even split across reads.
+type closingWatcher struct {
+	r      io.Reader
+	delim  []byte
+	tail   []byte // the last len(delim)-1 bytes read
+	stitch []byte // tail and the head of a read, for a delimiter split between them
+	seen   bool
+}
+
+func (c *closingWatcher) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if n > 0 && !c.seen {
+		k := len(c.delim) - 1
+		chunk := p[:n]
+		c.stitch = append(append(c.stitch[:0], c.tail...), chunk[:min(n, k)]...)
+		c.seen = bytes.Contains(c.stitch, c.delim) || bytes.Contains(chunk, c.delim)
+		// The new tail is the last k bytes of tail+chunk, which stitch
+		// ends with whenever chunk is shorter than k.
+		if n >= k {
+			c.tail = append(c.tail[:0], chunk[n-k:]...)
+		} else {
+			c.tail = append(c.tail[:0], c.stitch[max(0, len(c.stitch)-k):]...)
+		}
+	}
+	return n, err
+}
+
 type deadlineReader struct {
 	r   io.Reader
 	rc  *http.ResponseController

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/iotest"
 
 	"github.com/stretchr/testify/require"
 
@@ -324,4 +325,30 @@ func TestFileUploadRefusals(t *testing.T) {
 		require.Contains(t, string(sent.Result), `"bytes":1024`)
 		require.Empty(t, ts.uploadedFiles(t))
 	})
+}
+
+// The closing delimiter is noticed wherever the reads cut it, and only
+// when it is there.
+func TestClosingWatcherFindsTheDelimiterAcrossReads(t *testing.T) {
+	t.Parallel()
+	body := "--xyz\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nabc\r\n--xyz--\r\n"
+	for _, c := range []struct {
+		name string
+		r    func(string) io.Reader
+		body string
+		seen bool
+	}{
+		{"whole", func(s string) io.Reader { return strings.NewReader(s) }, body, true},
+		{"one byte at a time", func(s string) io.Reader { return iotest.OneByteReader(strings.NewReader(s)) }, body, true},
+		{"half at a time", func(s string) io.Reader { return iotest.HalfReader(strings.NewReader(s)) }, body, true},
+		{"cut before the closing delimiter", func(s string) io.Reader { return iotest.OneByteReader(strings.NewReader(s)) }, body[:len(body)-5], false},
+		{"an opening delimiter only", func(s string) io.Reader { return strings.NewReader(s) }, "--xyz\r\n", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			w := &closingWatcher{r: c.r(c.body), delim: []byte("--xyz--")}
+			_, err := io.Copy(io.Discard, w)
+			require.NoError(t, err)
+			require.Equal(t, c.seen, w.seen)
+		})
+	}
 }
