@@ -25,7 +25,16 @@ import (
 	"github.com/asynckit/asynckit/internal/testenv"
 )
 
+// runServerEnv, set to 1 in a child process's environment, makes the test
+// binary run the server's main instead of the tests, so that tests can
+// start the server as a real process without building it.
+const runServerEnv = "ASYNCKIT_TEST_RUN_SERVER"
+
 func TestMain(m *testing.M) {
+	if os.Getenv(runServerEnv) == "1" {
+		main()
+		os.Exit(0)
+	}
 	goleak.VerifyTestMain(m)
 }
 

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync/atomic"
+	"time"
 
 	"github.com/asynckit/asynckit/pagination"
 	"github.com/asynckit/asynckit/ratelimit"
@@ -132,7 +133,17 @@ func (s *server) close(ctx context.Context) error {
 		s.events.close()
 	}
 	if s.tasks != nil {
-		if err := s.shutdownTasks(ctx); err != nil {
+		// Running tasks get the time that is left but a reserve, so that
+		// interrupting them, recording them as pending and closing the
+		// rest still fits in the shutdown's deadline.
+		tctx := ctx
+		if deadline, ok := ctx.Deadline(); ok {
+			reserve := min(time.Until(deadline)/5, time.Second)
+			var cancel context.CancelFunc
+			tctx, cancel = context.WithDeadline(ctx, deadline.Add(-reserve))
+			defer cancel()
+		}
+		if err := s.shutdownTasks(tctx); err != nil {
 			errs = append(errs, err)
 		}
 	}
