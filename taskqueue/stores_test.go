@@ -423,6 +423,27 @@ func (s *vanishingStore) Get(ctx context.Context, id string) (taskqueue.Info, er
 	return s.MemoryStore.Get(ctx, id)
 }
 
+// pausingStore holds the second read of a task after it is armed (the
+// first is Subscribe's first read, the second its re-read): it reads the
+// store, then waits for release before answering, so that an update can
+// be published in between.
+type pausingStore struct {
+	*taskqueue.MemoryStore
+	armed   atomic.Bool
+	reads   atomic.Int32
+	read    chan struct{} // closed when the held read has read the store
+	release chan struct{}
+}
+
+func (s *pausingStore) Get(ctx context.Context, id string) (taskqueue.Info, error) {
+	info, err := s.MemoryStore.Get(ctx, id)
+	if s.armed.Load() && s.reads.Add(1) == 2 {
+		close(s.read)
+		<-s.release
+	}
+	return info, err
+}
+
 func TestSubscribeEdges(t *testing.T) {
 	t.Run("a task gone by the second read closes the channel rather than leaving it open", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
@@ -441,6 +462,50 @@ func TestSubscribeEdges(t *testing.T) {
 			require.False(t, open)
 			var se *taskqueue.ShutdownError
 			require.ErrorAs(t, r.Shutdown(context.Background()), &se)
+		})
+	})
+
+	t.Run("an update published during the second read is not replaced by that older read", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			mem, err := taskqueue.NewMemoryStore(taskqueue.MemoryOptions{})
+			require.NoError(t, err)
+			store := &pausingStore{MemoryStore: mem, read: make(chan struct{}), release: make(chan struct{})}
+			r, err := taskqueue.New(taskqueue.Options{Store: store, Workers: 1})
+			require.NoError(t, err)
+			step := make(chan int)
+			require.NoError(t, taskqueue.Handle(r, "steps", func(ctx context.Context, job *taskqueue.Job, _ args) (int, error) {
+				for p := range step {
+					if err := job.Progress(p, ""); err != nil {
+						return 0, err
+					}
+				}
+				return 0, nil
+			}))
+			require.NoError(t, r.Start(context.Background()))
+			info, err := r.Submit(context.Background(), "steps", args{})
+			require.NoError(t, err)
+			step <- 10
+			synctest.Wait()
+
+			store.armed.Store(true)
+			subscribed := make(chan (<-chan taskqueue.Info))
+			go func() {
+				ch, err := r.Subscribe(context.Background(), info.ID)
+				if err != nil {
+					panic(err)
+				}
+				subscribed <- ch
+			}()
+			<-store.read            // Subscribe is registered, and its second read has read progress 10
+			time.Sleep(time.Second) // past ProgressInterval: the next progress is written at once
+			step <- 50              // published to the subscription while the second read is held
+			synctest.Wait()
+			close(store.release)
+			ch := <-subscribed
+			got := <-ch
+			require.Equal(t, 50, got.Progress.Percent, "the older second read replaced the newer update")
+			close(step)
+			require.NoError(t, r.Shutdown(context.Background()))
 		})
 	})
 
@@ -618,3 +683,4 @@ func TestSubscribeConcurrentWithStartIsRaceFree(t *testing.T) {
 		require.NoError(t, <-started)
 	})
 }
+

@@ -28,6 +28,9 @@ type subscription struct {
 	stop func() bool // stops the ctx watch
 	done bool
 	at   int // index in h.subs[id] while registered
+	// published is set once an update has been published to s: from then
+	// on it holds a state at least as new as Subscribe's own second read.
+	published bool
 }
 
 func (h *hub) active() bool { return h.n.Load() > 0 }
@@ -63,6 +66,7 @@ func (h *hub) publish(info Info) {
 		return
 	}
 	for _, s := range subs {
+		s.published = true
 		s.deliver(info)
 	}
 	if info.Status.Terminal() {
@@ -158,7 +162,12 @@ func (r *Runner) Subscribe(ctx context.Context, id string) (<-chan Info, error) 
 	s.stop = stop
 	switch {
 	case err == nil:
-		s.deliver(latest)
+		// An update published to s since it was registered may be newer
+		// than this read, which began before it; only a terminal state is
+		// certain to be the newest.
+		if !s.published || latest.Status.Terminal() {
+			s.deliver(latest)
+		}
 		if latest.Status.Terminal() {
 			h.end(s)
 			h.removeLocked(s)
