@@ -683,4 +683,3 @@ func TestSubscribeConcurrentWithStartIsRaceFree(t *testing.T) {
 		require.NoError(t, <-started)
 	})
 }
-
