@@ -35,6 +35,7 @@ type config struct {
 	UploadDir        string
 	Workers          int
 	DBMaxConns       int
+	CallbackPrivate  bool
 	QueueSize        int
 	TaskRetryBase    time.Duration
 	SSEPing          time.Duration
@@ -141,6 +142,15 @@ var settings = []setting{
 				return errors.New("must be a whole number from 1 to 1000")
 			}
 			c.DBMaxConns = n
+			return nil
+		}},
+	{"callback-private", "CALLBACK_PRIVATE", "false", "allow file callbacks to loopback, private and link-local addresses (true or false)",
+		func(c *config, v string) error {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return errors.New("must be true or false")
+			}
+			c.CallbackPrivate = b
 			return nil
 		}},
 	{"workers", "WORKERS", "4", "how many background tasks run at once",

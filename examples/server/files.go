@@ -14,12 +14,15 @@ import (
 	"log/slog"
 	"mime"
 	"mime/multipart"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/asynckit/asynckit/taskqueue"
@@ -267,17 +270,55 @@ type callbackResult struct {
 // newCallbackClient returns the HTTP client of callbacks. It follows no
 // redirect, so a callback goes only where its URL says, and it has its
 // own connections, which close closes.
-func newCallbackClient() *http.Client {
+func newCallbackClient(allowPrivate bool) *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConnsPerHost = 4
+	// No proxy: the address check below must see the address dialled.
+	t.Proxy = nil
+	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	if !allowPrivate {
+		dialer.Control = refuseInternal
+	}
+	t.DialContext = dialer.DialContext
 	return &http.Client{Transport: t,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
+// errInternalAddress is the dial error of a callback to an address inside
+// the server's own network.
+var errInternalAddress = errors.New("callbacks to loopback, private, link-local and other internal addresses are refused (set CALLBACK_PRIVATE=true to allow them)")
+
+// refuseInternal is the callback dialer's Control function: it refuses
+// every address that is not a public unicast one. It runs on the address
+// actually dialled, after name resolution, so that a name that resolves
+// (or is re-pointed) to an internal address is refused too: a client of
+// this API must not be able to make the server POST into its own network.
+func refuseInternal(_, address string, _ syscall.RawConn) error {
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		return err
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return err
+	}
+	ip = ip.Unmap()
+	if !ip.IsGlobalUnicast() || ip.IsPrivate() || ip.IsLoopback() || cgnat.Contains(ip) {
+		return fmt.Errorf("%s: %w", ip, errInternalAddress)
+	}
+	return nil
+}
+
+// cgnat is the shared address space of RFC 6598, internal like the
+// private ranges.
+var cgnat = netip.MustParsePrefix("100.64.0.0/10")
+
 // runCallback is the handler of callback tasks: it POSTs the file task's
 // final Info to the URL. An answer other than 2xx fails the attempt, to be
-// retried. The callback task's id goes in Idempotency-Key, so a receiver
-// can tell a retry from a new delivery.
+// retried, except an answer that retrying cannot change (a 4xx other than
+// 408, 425 and 429) and an address that is refused, which fail the
+// delivery at once. The callback task's id goes in Idempotency-Key, so a
+// receiver can tell a retry from a new delivery.
 func (s *server) runCallback(ctx context.Context, job *taskqueue.Job, p callbackPayload) (callbackResult, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.URL, bytes.NewReader(p.Info))
 	if err != nil {
@@ -287,15 +328,21 @@ func (s *server) runCallback(ctx context.Context, job *taskqueue.Job, p callback
 	req.Header.Set("User-Agent", "asynckit-example-server")
 	req.Header.Set(idempotencyHeader, job.ID())
 	resp, err := s.callbacks.Do(req)
+	if errors.Is(err, errInternalAddress) {
+		return callbackResult{}, taskqueue.Permanent(err)
+	}
 	if err != nil {
 		return callbackResult{}, err
 	}
 	_, _ = io.CopyN(io.Discard, resp.Body, callbackDrain)
 	resp.Body.Close()
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return callbackResult{}, fmt.Errorf("%s answered %s", p.URL, resp.Status)
+	switch code := resp.StatusCode; {
+	case code >= 200 && code <= 299:
+		return callbackResult{Status: code}, nil
+	case code >= 400 && code <= 499 && code != http.StatusRequestTimeout && code != http.StatusTooEarly && code != http.StatusTooManyRequests:
+		return callbackResult{}, taskqueue.Permanent(fmt.Errorf("%s answered %s", p.URL, resp.Status))
 	}
-	return callbackResult{Status: resp.StatusCode}, nil
+	return callbackResult{}, fmt.Errorf("%s answered %s", p.URL, resp.Status)
 }
 
 // uploadForm is the multipart body of POST /files, for the document.
@@ -312,7 +359,8 @@ func (s *server) fileRoutes(a *api) {
 			"and a task of kind file reads it and finds its SHA-256, size, lines, words and gzipped size (result {\"sha256\", \"bytes\", \"lines\", \"words\", \"gzip_bytes\"}). " +
 			"Answers at once with the task; follow it with GET /tasks/{id} or its events. The file is deleted when the task ends. " +
 			"With callback_url, the task as it ended is POSTed there as JSON, with the delivery's id in Idempotency-Key; " +
-			"an answer other than 2xx is retried with backoff, up to 5 attempts of 10 seconds each. " +
+			"an answer other than 2xx is retried with backoff, up to 5 attempts of 10 seconds each (a 4xx other than 408, 425 and 429 is not retried). " +
+			"Callbacks to loopback, private and other internal addresses are refused unless CALLBACK_PRIVATE=true. " +
 			"A file larger than MAX_UPLOAD is a 413; another field, a missing or repeated file, or a bad callback_url, a 400.",
 		Status:   http.StatusAccepted,
 		Request:  &content{MediaType: "multipart/form-data", Schema: uploadForm},

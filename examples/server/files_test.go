@@ -17,9 +17,11 @@ import (
 	"sync"
 	"testing"
 	"testing/iotest"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/asynckit/asynckit/pagination"
 	"github.com/asynckit/asynckit/taskqueue"
 )
 
@@ -177,7 +179,9 @@ func TestFileUpload(t *testing.T) {
 
 func TestFileCallbacks(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, "sqlite", map[string]string{"TASK_RETRY_BASE": "10ms"})
+	// The receivers listen on loopback, which callbacks may reach only
+	// with CALLBACK_PRIVATE.
+	ts := startServer(t, "sqlite", map[string]string{"TASK_RETRY_BASE": "10ms", "CALLBACK_PRIVATE": "true"})
 	data := sampleFile(2*fileChunk + 1)
 	want := expectedFileResult(t, data)
 
@@ -213,6 +217,22 @@ func TestFileCallbacks(t *testing.T) {
 		require.Equal(t, taskqueue.StatusSucceeded, delivery.Status)
 		require.Equal(t, 2, delivery.Attempt)
 		require.JSONEq(t, `{"status":204}`, string(delivery.Result))
+	})
+	t.Run("an answer that a retry cannot change is not retried", func(t *testing.T) {
+		rcv := newCallbackReceiver(t, http.StatusNotFound, http.StatusNoContent)
+		r := ts.upload(t, part{name: "file", filename: "f", data: []byte("abc")}, part{name: "callback_url", data: []byte(rcv.URL)})
+		require.Equal(t, http.StatusAccepted, r.status, "%s", r.body)
+		got := <-rcv.got
+		require.Equal(t, http.StatusNotFound, got.status)
+		delivery := ts.waitTask(t, got.header.Get("Idempotency-Key"))
+		require.Equal(t, taskqueue.StatusFailed, delivery.Status)
+		require.Equal(t, 1, delivery.Attempt)
+		require.Contains(t, delivery.Error, "404")
+		select {
+		case again := <-rcv.got:
+			t.Fatalf("the callback was sent again: %+v", again)
+		default:
+		}
 	})
 	t.Run("a canceled file task still has its file removed and its callback sent", func(t *testing.T) {
 		rcv := newCallbackReceiver(t, http.StatusOK)
@@ -350,5 +370,43 @@ func TestClosingWatcherFindsTheDelimiterAcrossReads(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, c.seen, w.seen)
 		})
+	}
+}
+
+// Without CALLBACK_PRIVATE, a callback to an internal address is refused
+// when it is dialled, at once and for good: the server must not be made to
+// POST into its own network.
+func TestFileCallbackToAnInternalAddressIsRefused(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, "sqlite", map[string]string{"TASK_RETRY_BASE": "10ms"})
+	rcv := newCallbackReceiver(t, http.StatusNoContent)
+	seen := map[string]bool{}
+	for _, u := range []string{rcv.URL, strings.Replace(rcv.URL, "127.0.0.1", "localhost", 1)} {
+		r := ts.upload(t, part{name: "file", filename: "f", data: []byte("abc")}, part{name: "callback_url", data: []byte(u)})
+		require.Equal(t, http.StatusAccepted, r.status, "%s", r.body)
+		// The file task's end submits the delivery: a callback task not
+		// seen before.
+		var delivery taskqueue.Info
+		require.Eventually(t, func() bool {
+			var page pagination.Page[taskqueue.Info]
+			ts.do("GET", "/tasks?kind=callback&limit=100", nil).json(t, &page)
+			for _, d := range page.Items {
+				if !seen[d.ID] {
+					delivery = d
+					return true
+				}
+			}
+			return false
+		}, 10*time.Second, 10*time.Millisecond)
+		seen[delivery.ID] = true
+		delivery = ts.waitTask(t, delivery.ID)
+		require.Equal(t, taskqueue.StatusFailed, delivery.Status, "%s", u)
+		require.Equal(t, 1, delivery.Attempt, "a refused address is not retried")
+		require.Contains(t, delivery.Error, "CALLBACK_PRIVATE")
+	}
+	select {
+	case got := <-rcv.got:
+		t.Fatalf("the receiver on loopback was reached: %+v", got)
+	default:
 	}
 }

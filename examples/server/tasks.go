@@ -59,7 +59,7 @@ func (s *server) newTasks() error {
 	if s.uploads, err = newUploads(s.cfg.UploadDir, s.log); err != nil {
 		return err
 	}
-	s.callbacks = newCallbackClient()
+	s.callbacks = newCallbackClient(s.cfg.CallbackPrivate)
 	s.tasks, err = taskqueue.New(taskqueue.Options{
 		Workers:     s.cfg.Workers,
 		QueueSize:   s.cfg.QueueSize,
