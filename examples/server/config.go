@@ -32,6 +32,7 @@ type config struct {
 	SlowRequest      time.Duration
 	MaxBody          int64
 	MaxUpload        int64
+	UploadSpace      int64
 	UploadDir        string
 	Workers          int
 	DBMaxConns       int
@@ -133,6 +134,8 @@ var settings = []setting{
 		func(c *config, v string) error { return setSize(&c.MaxBody, v) }},
 	{"max-upload", "MAX_UPLOAD", "32MiB", "largest file upload",
 		func(c *config, v string) error { return setSize(&c.MaxUpload, v) }},
+	{"upload-space", "UPLOAD_SPACE", "1GiB", "most disk space that uploads waiting for their tasks may take; beyond it an upload is refused with 503",
+		func(c *config, v string) error { return setSize(&c.UploadSpace, v) }},
 	{"upload-dir", "UPLOAD_DIR", "", "directory for uploaded files awaiting processing (default: a temporary directory removed at exit)",
 		func(c *config, v string) error { c.UploadDir = v; return nil }},
 	{"db-max-conns", "DB_MAX_CONNS", "16", "most database connections: the Postgres pool, or SQLite's readers beside its one writer",
@@ -267,6 +270,9 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*con
 		if err := s.set(c, strings.TrimSpace(*values[s.flag])); err != nil {
 			return nil, fmt.Errorf("-%s (%s) %s: %w", s.flag, s.env, s.shown(*values[s.flag]), err)
 		}
+	}
+	if c.UploadSpace < c.MaxUpload {
+		return nil, fmt.Errorf("-upload-space (UPLOAD_SPACE) %d is smaller than -max-upload (MAX_UPLOAD) %d: no upload of the largest size could ever be taken", c.UploadSpace, c.MaxUpload)
 	}
 	return c, nil
 }

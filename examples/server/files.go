@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -68,6 +69,12 @@ type uploads struct {
 	// a task that finishes at once finds its entry.
 	mu      sync.Mutex
 	pending map[string]upload // by task id
+
+	// space bounds the bytes of the files in dir, which used counts: each
+	// write of an upload reserves its bytes first, and a file's removal
+	// gives its size back.
+	space int64
+	used  atomic.Int64
 }
 
 // upload is a file waiting for its task, and where to send the task's
@@ -78,9 +85,11 @@ type upload struct {
 }
 
 // newUploads prepares the upload directory: dir, made if need be, or when
-// dir is empty a temporary directory that close removes.
-func newUploads(dir string, log *slog.Logger) (*uploads, error) {
-	u := &uploads{dir: dir, log: log, pending: map[string]upload{}}
+// dir is empty a temporary directory that close removes. Files a previous
+// process left in dir are removed: their tasks lived in that process's
+// memory, so nothing would ever process them, and they would hold space.
+func newUploads(dir string, space int64, log *slog.Logger) (*uploads, error) {
+	u := &uploads{dir: dir, log: log, pending: map[string]upload{}, space: space}
 	if dir == "" {
 		d, err := os.MkdirTemp("", "asynckit-uploads-")
 		if err != nil {
@@ -92,6 +101,17 @@ func newUploads(dir string, log *slog.Logger) (*uploads, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("upload directory: %w", err)
 	}
+	left, err := filepath.Glob(filepath.Join(dir, "upload-*"))
+	if err != nil {
+		return nil, fmt.Errorf("upload directory: %w", err)
+	}
+	for _, path := range left {
+		u.remove(path)
+	}
+	if len(left) > 0 {
+		log.Info("removed uploads left by an earlier process", "dir", dir, "files", len(left))
+	}
+	u.used.Store(0)
 	return u, nil
 }
 
@@ -117,9 +137,35 @@ func (u *uploads) take(id string) (upload, bool) {
 
 // remove deletes the file at path; one already gone is no error.
 func (u *uploads) remove(path string) {
+	st, statErr := os.Stat(path)
 	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		u.log.Warn("cannot remove uploaded file", "path", path, "err", err)
+		return
 	}
+	if statErr == nil {
+		u.used.Add(-st.Size())
+	}
+}
+
+// errNoSpace is returned by a write to an upload past the space uploads
+// may take.
+var errNoSpace = errors.New("upload space full")
+
+// budgeted is a file being uploaded, whose writes reserve their bytes in
+// the uploads' space before they are made.
+type budgeted struct {
+	f *os.File
+	u *uploads
+}
+
+func (b budgeted) Write(p []byte) (int, error) {
+	if b.u.used.Add(int64(len(p))) > b.u.space {
+		b.u.used.Add(-int64(len(p)))
+		return 0, errNoSpace
+	}
+	n, err := b.f.Write(p)
+	b.u.used.Add(int64(n - len(p))) // give back what was not written
+	return n, err
 }
 
 // close removes the files of the tasks that never ended (the in-memory
@@ -365,7 +411,7 @@ func (s *server) fileRoutes(a *api) {
 		Status:   http.StatusAccepted,
 		Request:  &content{MediaType: "multipart/form-data", Schema: uploadForm},
 		Response: &content{MediaType: "application/json", Type: reflect.TypeFor[taskqueue.Info]()},
-		Problems: []kind{probValidation, probQueueFull, probUnavailable}},
+		Problems: []kind{probValidation, probQueueFull, probUploadSpace, probUnavailable}},
 		s.uploadFile)
 }
 
@@ -465,12 +511,18 @@ func (s *server) saveUpload(part *multipart.Part, limit int64) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("store upload: %w", err)
 	}
-	n, err := io.Copy(f, io.LimitReader(part, limit+1))
+	n, err := io.Copy(budgeted{f, s.uploads}, io.LimitReader(part, limit+1))
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil && n > limit {
 		err = newProblem(probTooLarge, "the file is larger than %d bytes", limit)
+	}
+	if errors.Is(err, errNoSpace) {
+		s.uploads.remove(f.Name())
+		p := newProblem(probUploadSpace, "the files waiting to be processed take all %d bytes uploads may use", s.uploads.space)
+		p.retryAfter = 5 * time.Second
+		return "", p
 	}
 	if err != nil {
 		s.uploads.remove(f.Name())

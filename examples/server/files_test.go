@@ -125,6 +125,19 @@ type receivedCallback struct {
 	body   []byte
 }
 
+// next returns the next callback received, failing the test if none comes
+// within ten seconds.
+func (c *callbackReceiver) next(t *testing.T) receivedCallback {
+	t.Helper()
+	select {
+	case got := <-c.got:
+		return got
+	case <-time.After(10 * time.Second):
+		t.Fatal("no callback arrived")
+		return receivedCallback{}
+	}
+}
+
 func newCallbackReceiver(t *testing.T, statuses ...int) *callbackReceiver {
 	c := &callbackReceiver{statuses: statuses, got: make(chan receivedCallback, 16)}
 	c.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -193,7 +206,7 @@ func TestFileCallbacks(t *testing.T) {
 		var info taskqueue.Info
 		r.json(t, &info)
 
-		first, second := <-rcv.got, <-rcv.got
+		first, second := rcv.next(t), rcv.next(t)
 		require.Equal(t, http.StatusInternalServerError, first.status)
 		require.Equal(t, http.StatusNoContent, second.status)
 		require.Equal(t, first.body, second.body, "a retry sends the same body")
@@ -222,7 +235,7 @@ func TestFileCallbacks(t *testing.T) {
 		rcv := newCallbackReceiver(t, http.StatusNotFound, http.StatusNoContent)
 		r := ts.upload(t, part{name: "file", filename: "f", data: []byte("abc")}, part{name: "callback_url", data: []byte(rcv.URL)})
 		require.Equal(t, http.StatusAccepted, r.status, "%s", r.body)
-		got := <-rcv.got
+		got := rcv.next(t)
 		require.Equal(t, http.StatusNotFound, got.status)
 		delivery := ts.waitTask(t, got.header.Get("Idempotency-Key"))
 		require.Equal(t, taskqueue.StatusFailed, delivery.Status)
@@ -250,7 +263,7 @@ func TestFileCallbacks(t *testing.T) {
 		for _, id := range blockers {
 			require.Equal(t, http.StatusAccepted, ts.do("DELETE", "/tasks/"+id, nil).status)
 		}
-		sent := ts.info(t, string((<-rcv.got).body))
+		sent := ts.info(t, string(rcv.next(t).body))
 		require.Equal(t, info.ID, sent.ID)
 		require.Equal(t, taskqueue.StatusCanceled, sent.Status)
 		require.Empty(t, ts.uploadedFiles(t))
@@ -275,7 +288,7 @@ func TestFileUploadRemovesFilesOfFinishedTasks(t *testing.T) {
 
 func TestFileUploadRefusals(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, "sqlite", map[string]string{"MAX_UPLOAD": "1KiB"})
+	ts := startServer(t, "sqlite", map[string]string{"MAX_UPLOAD": "1KiB", "CALLBACK_PRIVATE": "true"})
 	file := part{name: "file", filename: "f.txt", data: []byte("hello\n")}
 
 	t.Run("a larger file is 413 and leaves nothing on disk", func(t *testing.T) {
@@ -339,7 +352,7 @@ func TestFileUploadRefusals(t *testing.T) {
 		require.Len(t, u, maxCallbackURL)
 		r := ts.upload(t, part{name: "file", filename: "f", data: bytes.Repeat([]byte("x"), 1024)}, part{name: "callback_url", data: []byte(u)})
 		require.Equal(t, http.StatusAccepted, r.status, "%s", r.body)
-		got := <-rcv.got
+		got := rcv.next(t)
 		sent := ts.info(t, string(got.body))
 		require.Equal(t, taskqueue.StatusSucceeded, sent.Status, "error: %s", sent.Error)
 		require.Contains(t, string(sent.Result), `"bytes":1024`)
@@ -409,4 +422,43 @@ func TestFileCallbackToAnInternalAddressIsRefused(t *testing.T) {
 		t.Fatalf("the receiver on loopback was reached: %+v", got)
 	default:
 	}
+}
+
+// Uploads waiting for their tasks take at most UPLOAD_SPACE bytes: past it
+// an upload is refused with 503 and leaves nothing behind, and the space
+// comes back when a file's task ends.
+func TestUploadSpaceIsBounded(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, "sqlite", map[string]string{"WORKERS": "1", "MAX_UPLOAD": "64KiB", "UPLOAD_SPACE": "100KiB"})
+	// A demo task holds the only worker, so file tasks stay pending.
+	blocker := ts.submit(t, map[string]any{"kind": "demo", "payload": map[string]int{"steps": 100, "step_ms": 1000}})
+	defer ts.do("DELETE", "/tasks/"+blocker.ID, nil)
+	data := bytes.Repeat([]byte("x"), 60<<10)
+
+	r := ts.upload(t, part{name: "file", filename: "a", data: data})
+	require.Equal(t, http.StatusAccepted, r.status, "%s", r.body)
+	var first taskqueue.Info
+	r.json(t, &first)
+
+	r = ts.upload(t, part{name: "file", filename: "b", data: data})
+	require.Equal(t, http.StatusServiceUnavailable, r.status, "%s", r.body)
+	require.Equal(t, problemTypePrefix+"upload-space-full", r.problem(t).Type)
+	require.NotEmpty(t, r.header.Get("Retry-After"))
+	require.Len(t, ts.uploadedFiles(t), 1, "the refused upload left nothing behind")
+
+	require.Equal(t, http.StatusAccepted, ts.do("DELETE", "/tasks/"+first.ID, nil).status)
+	require.Eventually(t, func() bool { return len(ts.uploadedFiles(t)) == 0 }, 10*time.Second, 10*time.Millisecond)
+	r = ts.upload(t, part{name: "file", filename: "c", data: data})
+	require.Equal(t, http.StatusAccepted, r.status, "the space came back: %s", r.body)
+}
+
+// Files left in UPLOAD_DIR by an earlier process are removed at start:
+// their tasks were in that process's memory.
+func TestUploadsLeftByAnEarlierProcessAreRemoved(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(dir+"/upload-123", []byte("left"), 0o600))
+	require.NoError(t, os.WriteFile(dir+"/keep.txt", []byte("not ours"), 0o600))
+	ts := startServer(t, "sqlite", map[string]string{"UPLOAD_DIR": dir})
+	require.Equal(t, []string{"keep.txt"}, ts.uploadedFiles(t))
 }

@@ -56,7 +56,7 @@ const (
 // until start.
 func (s *server) newTasks() error {
 	var err error
-	if s.uploads, err = newUploads(s.cfg.UploadDir, s.log); err != nil {
+	if s.uploads, err = newUploads(s.cfg.UploadDir, s.cfg.UploadSpace, s.log); err != nil {
 		return err
 	}
 	s.callbacks = newCallbackClient(s.cfg.CallbackPrivate)
