@@ -44,10 +44,13 @@ func newMetrics() *metrics {
 	return m
 }
 
-// request records one answered request.
-func (m *metrics) request(method, route string, code int, d time.Duration) {
+// request records one answered request. An event stream is counted, but
+// its length is no latency.
+func (m *metrics) request(method, route string, code int, d time.Duration, stream bool) {
 	m.requests.WithLabelValues(method, route, strconv.Itoa(code)).Inc()
-	m.latency.WithLabelValues(method, route).Observe(d.Seconds())
+	if !stream {
+		m.latency.WithLabelValues(method, route).Observe(d.Seconds())
+	}
 }
 
 // decision records one rate limit decision; it is ratelimit.Middleware's

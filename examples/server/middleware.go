@@ -68,7 +68,7 @@ func newRequestID() string {
 // a panic into a 500 problem (or, once the answer has begun, aborts the
 // answer), logs the request (a warning when it is aborted, or slower than
 // slow and not an event stream), and reports it to record.
-func observe(log *slog.Logger, slow time.Duration, record func(method, route string, code int, d time.Duration), next http.Handler) http.Handler {
+func observe(log *slog.Logger, slow time.Duration, record func(method, route string, code int, d time.Duration, stream bool), next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		id := r.Header.Get("X-Request-Id")
@@ -97,16 +97,18 @@ func observe(log *slog.Logger, slow time.Duration, record func(method, route str
 			if route == "" {
 				route = "unmatched"
 			}
+			// An event stream is long by design: its length is neither a
+			// latency nor a warning.
+			stream := strings.HasPrefix(rw.Header().Get("Content-Type"), "text/event-stream")
 			if record != nil {
-				record(r.Method, route, rw.code(), d)
+				record(r.Method, route, rw.code(), d, stream)
 			}
 			level := slog.LevelInfo
 			msg := "request"
 			switch {
 			case aborted:
 				level, msg = slog.LevelWarn, "request aborted"
-			// An event stream is long by design: its length is no warning.
-			case d > slow && !strings.HasPrefix(rw.Header().Get("Content-Type"), "text/event-stream"):
+			case d > slow && !stream:
 				level, msg = slog.LevelWarn, "slow request"
 			}
 			log.LogAttrs(ctx, level, msg,

@@ -259,7 +259,7 @@ func TestObserve(t *testing.T) {
 	})
 	mux.HandleFunc("/abort", func(w http.ResponseWriter, r *http.Request) { panic(http.ErrAbortHandler) })
 	// 200ms leaves a fast request on a loaded machine well below the limit.
-	srv := httptest.NewServer(observe(log, 200*time.Millisecond, func(method, route string, code int, d time.Duration) {
+	srv := httptest.NewServer(observe(log, 200*time.Millisecond, func(method, route string, code int, d time.Duration, _ bool) {
 		mu.Lock()
 		defer mu.Unlock()
 		recorded = append(recorded, fmt.Sprintf("%s %s %d", method, route, code))
