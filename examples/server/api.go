@@ -10,7 +10,9 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/url"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -82,12 +84,22 @@ func newAPI(log *slog.Logger, maxBody int64) *api {
 }
 
 // register adds o, served by h.
+// A route that takes query parameters refuses a query that does not parse
+// (a malformed %-escape, say): url.Values would drop the bad pair and the
+// route would answer as if it had not been sent.
 func (a *api) register(o *op, h http.Handler) {
 	pattern := o.Pattern
+	query := slices.ContainsFunc(o.Params, func(p param) bool { return p.In == "query" })
 	next := h
 	h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if info := routeInfoFrom(r.Context()); info != nil {
 			info.pattern = pattern
+		}
+		if query {
+			if _, err := url.ParseQuery(r.URL.RawQuery); err != nil {
+				writeProblem(w, r, newProblem(probBadRequest, "the query string does not parse: %v", err))
+				return
+			}
 		}
 		next.ServeHTTP(w, r)
 	})

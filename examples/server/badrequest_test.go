@@ -210,6 +210,8 @@ func badRequests(ada, bob user, rich, poor account) []badRequest {
 		add("a bad "+q[:min(len(q), 20)]+" is 400", "GET", "/users?"+q, nil, 400, "invalid-cursor")
 	}
 	add("a q over 100 characters is 400", "GET", "/users?q="+strings.Repeat("q", 101), nil, 400, "validation-error").check = naming("q")
+	add("a malformed query string is 400", "GET", "/users?q=%zz", nil, 400, "bad-request")
+	add("a malformed query string is 400", "GET", "/tasks?status=%zz", nil, 400, "bad-request")
 
 	// Bulk.
 	add("invalid rows are 422, listed by index", "POST", "/users/bulk", `{"users":[`+validUser+`,{"username":"X","email":"x@example.com","full_name":"X"},{"username":"okay","email":"bad","full_name":"O"}]}`, 422, "invalid-rows").

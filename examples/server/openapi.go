@@ -314,8 +314,9 @@ func (a *api) document(g *schemaGen, version string) map[string]any {
 		if o.Request != nil {
 			problems = append(problems, probTooLarge, probMediaType)
 		}
+		problems = append(problems, probInternal) // a panic anywhere is a 500
 		if !o.Ops {
-			problems = append(problems, probRateLimited, probInternal, probUnavailable)
+			problems = append(problems, probRateLimited, probUnavailable)
 		}
 		if o.Idempotent {
 			problems = append(problems, probKeyInUse, probKeyReused)
