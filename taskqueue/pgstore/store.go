@@ -37,18 +37,19 @@ type Store struct {
 	instance, wakePrefix, cancelPrefix string
 	listening                          atomic.Bool
 
-	mu       sync.Mutex // guards groups, spare, watchers and closed
-	groups   map[string]*claimGroup
-	spare    []*claimWaiter
+	mu     sync.Mutex // guards groups, spare and closed
+	groups map[string]*claimGroup
+	spare  []*claimWaiter
+	closed bool
+
+	watchMu  sync.RWMutex // guards watchers, and is held while they are called
 	watchers map[int]func(id string)
 	watchID  int
-	closed   bool
 
 	ends endBatcher
 
-	stop    context.CancelFunc
-	wg      sync.WaitGroup
-	watchMu sync.RWMutex // held to call watchers; taken exclusively to stop one
+	stop context.CancelFunc
+	wg   sync.WaitGroup
 }
 
 var (
@@ -387,18 +388,17 @@ func (s *Store) Stats(ctx context.Context) (taskqueue.Stats, error) {
 // goroutine, and must return quickly. stop waits for calls of fn in
 // progress.
 func (s *Store) NotifyCancel(fn func(id string)) (stop func()) {
-	s.mu.Lock()
+	s.watchMu.Lock()
 	s.watchID++
 	key := s.watchID
 	s.watchers[key] = fn
-	s.mu.Unlock()
+	s.watchMu.Unlock()
 	var once sync.Once
 	return func() {
 		once.Do(func() {
-			s.mu.Lock()
+			// The write lock waits for the calls of fn under way.
+			s.watchMu.Lock()
 			delete(s.watchers, key)
-			s.mu.Unlock()
-			s.watchMu.Lock() // waits for calls already made
 			s.watchMu.Unlock()
 		})
 	}
@@ -408,13 +408,7 @@ func (s *Store) NotifyCancel(fn func(id string)) (stop func()) {
 func (s *Store) cancelRequested(id string) {
 	s.watchMu.RLock()
 	defer s.watchMu.RUnlock()
-	s.mu.Lock()
-	fns := make([]func(string), 0, len(s.watchers))
 	for _, fn := range s.watchers {
-		fns = append(fns, fn)
-	}
-	s.mu.Unlock()
-	for _, fn := range fns {
 		fn(id)
 	}
 }
