@@ -26,3 +26,15 @@ func TestConformance(t *testing.T) {
 		return open(t, db, schema, suiteOptions)
 	})
 }
+
+// TestConformanceOverAPool runs the suite with the store's own queries on
+// a native pgx pool: Insert still goes through the *sql.DB.
+func TestConformanceOverAPool(t *testing.T) {
+	testenv.PostgresConfig(t)
+	taskqueuetest.Run(t, func(t *testing.T) taskqueue.Store {
+		db, schema := setup(t)
+		opts := suiteOptions
+		opts.Pool = newPool(t, schema)
+		return open(t, db, schema, opts)
+	})
+}

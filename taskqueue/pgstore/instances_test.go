@@ -88,12 +88,13 @@ func TestSubmitInsideATransaction(t *testing.T) {
 }
 
 // twoInstances makes instances A and B of one service on one schema, each
-// with a pool and store of its own. Only A runs "long" tasks; B runs other
-// kinds, and follows A's tasks by polling every 50ms.
+// with a pool and store of its own: A's store runs its queries and LISTEN
+// on a native pgx pool, B's on a *sql.DB. Only A runs "long" tasks; B runs
+// other kinds, and follows A's tasks by polling every 50ms.
 func twoInstances(t *testing.T, register func(r *taskqueue.Runner)) (a, b *taskqueue.Runner) {
 	t.Helper()
 	_, schema := setup(t)
-	a = runner(t, open(t, connect(t, schema, ""), schema, pgstore.Options{}), taskqueue.Options{}, register)
+	a = runner(t, open(t, connect(t, schema, ""), schema, pgstore.Options{Pool: newPool(t, schema)}), taskqueue.Options{}, register)
 	b = runner(t, open(t, connect(t, schema, ""), schema, pgstore.Options{}), taskqueue.Options{PollInterval: 50 * time.Millisecond}, func(r *taskqueue.Runner) {
 		require.NoError(t, taskqueue.Handle(r, "other", func(context.Context, *taskqueue.Job, args) (int, error) { return 0, nil }))
 	})

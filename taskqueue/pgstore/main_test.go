@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -102,4 +103,17 @@ func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 // addrOf returns the "host:port" that cfg reaches.
 func addrOf(cfg *pgx.ConnConfig) string {
 	return net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port)))
+}
+
+// newPool opens a pgx pool on schema, closed at cleanup.
+func newPool(t testing.TB, schema string) *pgxpool.Pool {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig("")
+	require.NoError(t, err)
+	cfg.ConnConfig = connConfig(t, schema, "")
+	cfg.MaxConns = 8
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	return pool
 }
