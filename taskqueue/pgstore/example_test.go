@@ -36,13 +36,12 @@ func Example() {
 	}
 	defer db.Close()
 	schema := fmt.Sprintf("example_%d", time.Now().UnixNano())
-	defer db.ExecContext(ctx, "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
-	if _, err := db.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS example_orders (id bigint PRIMARY KEY)"); err != nil {
+	if err := pgstore.Migrate(ctx, db, schema); err != nil {
 		panic(err)
 	}
-	defer db.ExecContext(ctx, "DROP TABLE example_orders")
-
-	if err := pgstore.Migrate(ctx, db, schema); err != nil {
+	quoted := pgx.Identifier{schema}.Sanitize()
+	defer db.ExecContext(ctx, "DROP SCHEMA "+quoted+" CASCADE")
+	if _, err := db.ExecContext(ctx, "CREATE TABLE "+quoted+".orders (id bigint PRIMARY KEY)"); err != nil {
 		panic(err)
 	}
 	store, err := pgstore.New(db, pgstore.Options{Schema: schema})
@@ -69,7 +68,7 @@ func Example() {
 
 	var id string
 	err = txn.Do(ctx, db, func(ctx context.Context, tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, "INSERT INTO example_orders VALUES (42)"); err != nil {
+		if _, err := tx.ExecContext(ctx, "INSERT INTO "+quoted+".orders VALUES (42)"); err != nil {
 			return err
 		}
 		info, err := r.Submit(ctx, "ship", 42) // in tx: rolled back with the order

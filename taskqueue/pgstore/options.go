@@ -81,11 +81,11 @@ type Options struct {
 	// as the store is open.
 	ListenConfig *pgx.ConnConfig
 
-	// Pool, when set, carries the store's own queries natively through
-	// pgx: claims, heartbeats, attempt endings, reads and retention. Insert
-	// always goes through the *sql.DB given to New, so that it joins the
-	// caller's transaction (see package txn). Defaults to running every
-	// query through the *sql.DB.
+	// Pool, when set, carries the store's queries natively through pgx:
+	// claims, heartbeats, attempt endings, reads, retention, and inserts
+	// made outside a transaction. An Insert whose ctx carries a transaction
+	// on the *sql.DB given to New still runs in it (see package txn).
+	// Defaults to running every query through the *sql.DB.
 	Pool *pgxpool.Pool
 
 	// Logger receives listener reconnects (warn) and failed background

@@ -18,7 +18,8 @@ import (
 	"github.com/asynckit/asynckit/txn"
 )
 
-// ErrClosed is returned by the methods of a Store after Close.
+// ErrClosed is returned by Claim after Close. The store's other methods
+// still work after Close: they run on the *sql.DB, which Close leaves open.
 var ErrClosed = errors.New("pgstore: store closed")
 
 // Store is a taskqueue.Store in Postgres: every process whose Runner uses a
