@@ -19,8 +19,9 @@
 // [github.com/asynckit/asynckit/taskqueue] runs background tasks and tracks
 // them through pending, running, succeeded, failed and canceled, with
 // progress, retries, cancellation and graceful shutdown. Its state lives
-// behind a small Store interface, with an in-memory store built in, and its
-// subpackage taskqueuetest is the conformance suite every Store passes.
+// behind a small Store interface, with an in-memory store built in; its
+// subpackage pgstore keeps tasks in Postgres, shared by every instance, and
+// taskqueuetest is the conformance suite every Store passes.
 //
 // [github.com/asynckit/asynckit/fanout] runs a function over many items or
 // several functions at once, with a concurrency limit, pacing, ordered

@@ -83,8 +83,12 @@
 // [Store.Claim] blocks until work is due, every update names the attempt
 // that holds the task (a stale one gets [ErrLeaseLost]), claims may carry a
 // lease renewed by [Store.Heartbeat], and cancel requests are recorded by
-// the store so the process running the task learns of them. The package
-// taskqueue/taskqueuetest holds the conformance suite every store passes.
+// the store so the process running the task learns of them. A store that
+// also implements [CancelNotifier] reports cancel requests as they are
+// made, and the Runner then interrupts the handler at once instead of at
+// its next heartbeat. The package taskqueue/taskqueuetest holds the
+// conformance suite every store passes; taskqueue/pgstore is the durable
+// store in Postgres.
 //
 // # Costs
 //

@@ -38,6 +38,7 @@ type Runner struct {
 	wg          sync.WaitGroup
 	storeCtx    context.Context
 	interrupted atomic.Int64
+	stopNotify  func() // ends a CancelNotifier's calls; nil without one
 	hub         hub
 	sweepKick   chan struct{} // a task finished: the sweeper has work again
 }
@@ -166,6 +167,9 @@ func (r *Runner) Start(ctx context.Context) error {
 	r.mu.Lock() // Cancel reads slots under mu, and may run now
 	r.slots = slots
 	r.mu.Unlock()
+	if cn, ok := r.store.(CancelNotifier); ok {
+		r.stopNotify = cn.NotifyCancel(r.cancelLocal)
+	}
 	r.wg.Add(r.opts.Workers + 1)
 	for i := range r.opts.Workers {
 		go r.work(i, claims, all)
@@ -346,7 +350,8 @@ func (r *Runner) Cancel(ctx context.Context, id string) error {
 // cancelLocal cancels the handler running id on this Runner, or
 // remembers the request for the worker that has claimed it but not yet
 // registered it. A task running on another process learns of it through
-// Store.Heartbeat.
+// Store.Heartbeat, or at once from a store that is a CancelNotifier, which
+// calls cancelLocal in every Runner that uses it.
 func (r *Runner) cancelLocal(id string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -455,6 +460,9 @@ func (r *Runner) Shutdown(ctx context.Context) error {
 			}
 		}
 		r.stopAll(ErrClosed)
+		if r.stopNotify != nil {
+			r.stopNotify()
+		}
 	}
 	r.hub.closeAll()
 	st, err := r.store.Stats(context.WithoutCancel(ctx))

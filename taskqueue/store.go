@@ -88,3 +88,17 @@ type Store interface {
 	// Stats counts the tasks the store holds, by status.
 	Stats(ctx context.Context) (Stats, error)
 }
+
+// CancelNotifier is implemented by a Store that learns of cancel requests
+// as they are made, through any of the processes that share it (a durable
+// store may hear of them by notification). A Runner whose Store implements
+// it interrupts a running task's handler as soon as the store reports the
+// request, rather than at the attempt's next Heartbeat.
+type CancelNotifier interface {
+	// NotifyCancel arranges for fn to be called with the id of each running
+	// task whose cancellation is requested from now on, until stop is
+	// called; stop waits for calls of fn already under way. fn must return
+	// quickly, and may be told of tasks that run in other processes, or
+	// twice of one task.
+	NotifyCancel(fn func(id string)) (stop func())
+}

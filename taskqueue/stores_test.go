@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -681,5 +682,85 @@ func TestSubscribeConcurrentWithStartIsRaceFree(t *testing.T) {
 		require.NoError(t, err)
 		require.JSONEq(t, "4", string(done.Result))
 		require.NoError(t, <-started)
+	})
+}
+
+// notifyingStore is a MemoryStore that tells every Runner using it of
+// cancel requests, as a store shared by several processes does.
+type notifyingStore struct {
+	*taskqueue.MemoryStore
+	mu   sync.Mutex
+	fns  map[int]func(string)
+	next int
+}
+
+func (s *notifyingStore) Cancel(ctx context.Context, id string) (taskqueue.Info, error) {
+	info, err := s.MemoryStore.Cancel(ctx, id)
+	if err == nil && info.Status == taskqueue.StatusRunning {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, fn := range s.fns {
+			fn(id)
+		}
+	}
+	return info, err
+}
+
+func (s *notifyingStore) NotifyCancel(fn func(string)) func() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.next++
+	key := s.next
+	s.fns[key] = fn
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		delete(s.fns, key)
+	}
+}
+
+func (s *notifyingStore) watchers() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.fns)
+}
+
+func TestCancelNotifierInterruptsAHandlerOnAnotherRunnerAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		mem, err := taskqueue.NewMemoryStore(taskqueue.MemoryOptions{})
+		require.NoError(t, err)
+		store := &notifyingStore{MemoryStore: mem, fns: map[int]func(string){}}
+		causes := make(chan error, 1)
+		running, err := taskqueue.New(taskqueue.Options{Store: store, Workers: 1})
+		require.NoError(t, err)
+		require.NoError(t, taskqueue.Handle(running, "wait", func(ctx context.Context, _ *taskqueue.Job, _ int) (int, error) {
+			<-ctx.Done()
+			causes <- context.Cause(ctx)
+			return 0, ctx.Err()
+		}))
+		// The other Runner runs other kinds only: it is where a caller
+		// cancels a task that another process runs.
+		other, err := taskqueue.New(taskqueue.Options{Store: store})
+		require.NoError(t, err)
+		require.NoError(t, taskqueue.Handle(other, "unrelated", double))
+		require.NoError(t, running.Start(ctx))
+		require.NoError(t, other.Start(ctx))
+		require.Equal(t, 2, store.watchers(), "each started Runner watches")
+
+		info, err := running.Submit(ctx, "wait", 0)
+		require.NoError(t, err)
+		synctest.Wait()
+		start := time.Now()
+		require.NoError(t, other.Cancel(ctx, info.ID))
+		require.ErrorIs(t, <-causes, taskqueue.ErrCanceled)
+		done, err := running.Wait(ctx, info.ID)
+		require.NoError(t, err)
+		require.Equal(t, taskqueue.StatusCanceled, done.Status)
+		require.True(t, start.Equal(time.Now()), "at once, with no heartbeat in between")
+
+		require.NoError(t, other.Shutdown(ctx))
+		require.NoError(t, running.Shutdown(ctx))
+		require.Zero(t, store.watchers(), "Shutdown stops watching")
 	})
 }

@@ -32,4 +32,29 @@
 // newStore is called inside the bubble, with the bubble's *testing.T: the
 // store must read time with time.Now (so the bubble's clock applies), and
 // whatever it starts must end by its t.Cleanup.
+//
+// # Durable stores
+//
+// A store over a real database runs the same suite, in the same bubbles,
+// with every check kept. A goroutine blocked in network I/O is not durably
+// blocked, so the bubble's clock stands still while a query is on its way
+// and synctest.Wait waits for it: a round trip takes no time on the
+// bubble's clock, and the exact times the suite checks hold. Three things
+// are asked of such a store:
+//
+//   - it takes every time it writes or compares from time.Now and passes
+//     it to the database as a parameter, never from the database's own
+//     clock (Postgres's now() is not the bubble's);
+//   - no goroutine of its own waits on the network for long, such as a
+//     LISTEN connection, or the bubble's clock never moves: turn such a
+//     thing off for the suite, and let the store wake its own Claims for
+//     what goes through it (the Runners of a behaviour share one store);
+//   - its leases, if any, outlast the suite's sleeps (hours) while the
+//     suite holds claims without heartbeats.
+//
+// The bubble's clock starts at midnight UTC on 1 January 2000 in every
+// behaviour, so newStore must give each behaviour an empty store of its
+// own (a fresh schema, say). Before Run, skip the test outside the bubble
+// when the database is missing: a t.Skip inside a bubble reads as a pass.
+// taskqueue/pgstore's TestConformance is the worked example.
 package taskqueuetest
