@@ -104,6 +104,10 @@ func ensureDatabase(ctx context.Context, cacheDir, version string, logf func(str
 	if err != nil {
 		return "", fmt.Errorf("build the database from %s@%s: %w", vulndbModule, version, err)
 	}
+	// MkdirTemp made it private; the database is for anyone to read.
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return "", err
+	}
 	if err := os.Rename(tmp, dir); err != nil {
 		if exists(filepath.Join(dir, modulesIndex)) {
 			return dir, nil // built meanwhile by another run
