@@ -173,6 +173,7 @@ func (s *MemoryStore) setStatus(mt *memTask, st Status) {
 	s.counts[mt.Status]--
 	s.counts[st]++
 	mt.Status = st
+	mt.Version++
 }
 
 // Insert implements Store.
@@ -206,6 +207,7 @@ func (s *MemoryStore) Insert(ctx context.Context, t Task) (Info, bool, error) {
 	mt.Result, mt.Error, mt.Progress = nil, "", Progress{}
 	mt.RunAt = mt.RunAt.Round(0)
 	mt.ClaimToken = 0
+	mt.Version = 1
 	s.counts[StatusPending]++
 	s.tasks[mt.ID] = mt
 	s.peak = max(s.peak, len(s.tasks))
@@ -433,6 +435,7 @@ func (s *MemoryStore) Progress(ctx context.Context, id string, claim int64, p Pr
 		return err
 	}
 	mt.Progress = p
+	mt.Version++
 	return nil
 }
 

@@ -20,6 +20,10 @@ import (
 // cancel request for a running task (see Cancel) turns that claim's Finish,
 // Retry and Release into a cancellation.
 //
+// Every change a store makes to a task's Info counts one more Version,
+// starting from 1 at Insert, so that the Infos of one task are ordered by
+// their Version in every process that shares the store.
+//
 // Time is the caller's: a store reads the clock with time.Now, and Claim
 // returns when a delayed task falls due rather than at some later poll.
 // taskqueuetest checks delays, backoff and retention to the nanosecond
