@@ -89,7 +89,9 @@
 // the store so the process running the task learns of them. A store that
 // also implements [CancelNotifier] reports cancel requests as they are
 // made, and the Runner then interrupts the handler at once instead of at
-// its next heartbeat. The package taskqueue/taskqueuetest holds the
+// its next heartbeat. A store that implements [KindCounter] counts its
+// tasks by kind as well ([Runner.StatsByKind]), for a queue's depth per
+// kind of work. The package taskqueue/taskqueuetest holds the
 // conformance suite every store passes; taskqueue/pgstore is the durable
 // store in Postgres.
 //

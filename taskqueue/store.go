@@ -106,3 +106,13 @@ type CancelNotifier interface {
 	// twice of one task.
 	NotifyCancel(fn func(id string)) (stop func())
 }
+
+// KindCounter is implemented by a Store that counts its tasks by kind as
+// well as by status, for Runner.StatsByKind. Both stores in this module
+// implement it.
+type KindCounter interface {
+	// StatsByKind returns the counts of Stats for each kind the store
+	// holds tasks of; their sum is what Stats returns. A kind with no
+	// tasks is absent.
+	StatsByKind(ctx context.Context) (map[string]Stats, error)
+}

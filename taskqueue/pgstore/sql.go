@@ -14,7 +14,7 @@ import (
 // payload in a transaction.
 type statements struct {
 	insert, live, get, list, cancel, heartbeat, progress string
-	deleteFinished, stats                                string
+	deleteFinished, stats, statsByKind                   string
 	claimAny, claimKinds                                 string
 	end, exists, rescue                                  string
 }
@@ -117,8 +117,9 @@ SELECT count(*) FILTER (WHERE status = 'pending'), count(*) FILTER (WHERE status
 	count(*) FILTER (WHERE status = 'succeeded'), count(*) FILTER (WHERE status = 'failed'),
 	count(*) FILTER (WHERE status = 'canceled')
 FROM {T}`),
-		claimAny:   claim(""),
-		claimKinds: claim(" AND kind = ANY($4)"),
+		statsByKind: r.Replace(`SELECT kind, status, count(*) FROM {T} GROUP BY kind, status`),
+		claimAny:    claim(""),
+		claimKinds:  claim(" AND kind = ANY($4)"),
 		// end ends a batch of attempts, each fenced by its claim token. A
 		// recorded cancel request wins over what the attempt reported.
 		end: r.Replace(`

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -13,6 +14,7 @@ import (
 func init() {
 	register(
 		behaviour{"store: Version counts each change of a task's Info, and Get agrees", storeVersion},
+		behaviour{"store: StatsByKind counts each kind's tasks by status", storeStatsByKind},
 	)
 }
 
@@ -78,4 +80,43 @@ func storeVersion(t *testing.T, newStore func(*testing.T) taskqueue.Store) {
 	require.False(t, inserted)
 	require.Equal(t, again.ID, same.ID)
 	version(same, 1, "an Insert that found the unique key held")
+}
+
+func storeStatsByKind(t *testing.T, newStore func(*testing.T) taskqueue.Store) {
+	b := idle(t, newStore)
+	ctx := context.Background()
+	kc, ok := b.store.(taskqueue.KindCounter)
+	if !ok {
+		t.Skipf("%T is not a taskqueue.KindCounter", b.store)
+	}
+	byKind := func() map[string]taskqueue.Stats {
+		t.Helper()
+		got, err := kc.StatsByKind(ctx)
+		require.NoError(t, err)
+		return got
+	}
+	require.Empty(t, byKind())
+	for range 3 {
+		b.submit("a", Payload{})
+	}
+	canceled := b.submit("b", Payload{})
+	_, err := b.store.Cancel(ctx, canceled.ID)
+	require.NoError(t, err)
+	b.submit("b", Payload{})
+	task := claim(t, b.store, "a")
+	_, err = b.store.Finish(ctx, task.ID, task.ClaimToken, taskqueue.Outcome{Status: taskqueue.StatusSucceeded, Result: json.RawMessage(`1`)})
+	require.NoError(t, err)
+	claim(t, b.store, "a")
+	require.Equal(t, map[string]taskqueue.Stats{
+		"a": {Pending: 1, Running: 1, Succeeded: 1},
+		"b": {Pending: 1, Canceled: 1},
+	}, byKind())
+	total, err := b.store.Stats(ctx)
+	require.NoError(t, err)
+	require.Equal(t, taskqueue.Stats{Pending: 2, Running: 1, Succeeded: 1, Canceled: 1}, total, "the kinds sum to Stats")
+
+	time.Sleep(time.Minute)
+	_, err = b.store.DeleteFinishedBefore(ctx, time.Now())
+	require.NoError(t, err)
+	require.Equal(t, map[string]taskqueue.Stats{"a": {Pending: 1, Running: 1}, "b": {Pending: 1}}, byKind(), "deleted tasks are not counted")
 }
