@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/asynckit/asynckit/ratelimit"
 )
@@ -23,6 +24,9 @@ type config struct {
 	Addr             string
 	DBPath           string
 	DatabaseURL      string
+	TasksSchema      string
+	TaskLease        time.Duration
+	TaskPoll         time.Duration
 	RateLimit        ratelimit.Limit
 	RateLimitText    string
 	Upstreams        []string
@@ -34,6 +38,7 @@ type config struct {
 	MaxUpload        int64
 	UploadSpace      int64
 	UploadDir        string
+	UploadSweep      time.Duration
 	Workers          int
 	DBMaxConns       int
 	CallbackPrivate  bool
@@ -87,6 +92,18 @@ var settings = []setting{
 			c.DatabaseURL = v
 			return nil
 		}},
+	{"tasks-schema", "TASKS_SCHEMA", "taskqueue", "Postgres schema of the task queue, shared by every instance on DATABASE_URL",
+		func(c *config, v string) error {
+			if v == "" || len(v) > 63 || !utf8.ValidString(v) || strings.ContainsRune(v, 0) {
+				return errors.New("must be 1 to 63 bytes of UTF-8")
+			}
+			c.TasksSchema = v
+			return nil
+		}},
+	{"task-lease", "TASK_LEASE", "30s", "with Postgres, how long a running task is held without a heartbeat: the tasks of an instance that dies run again elsewhere about this long after",
+		func(c *config, v string) error { return setDuration(&c.TaskLease, v, 100*time.Millisecond) }},
+	{"task-poll", "TASK_POLL", "250ms", "with Postgres, how often an instance re-reads the tasks it follows (event streams) to see what other instances did to them",
+		func(c *config, v string) error { return setDuration(&c.TaskPoll, v, 10*time.Millisecond) }},
 	{"rate-limit", "RATE_LIMIT", "600/min", "requests per client, as N/s, N/min, N/h or N/day",
 		func(c *config, v string) error {
 			lim, err := parseRate(v)
@@ -134,10 +151,12 @@ var settings = []setting{
 		func(c *config, v string) error { return setSize(&c.MaxBody, v) }},
 	{"max-upload", "MAX_UPLOAD", "32MiB", "largest file upload",
 		func(c *config, v string) error { return setSize(&c.MaxUpload, v) }},
-	{"upload-space", "UPLOAD_SPACE", "1GiB", "most disk space that uploads waiting for their tasks may take; beyond it an upload is refused with 503",
+	{"upload-space", "UPLOAD_SPACE", "1GiB", "most space that uploads waiting for their tasks may take (with Postgres, all instances' together); beyond it an upload is refused with 503",
 		func(c *config, v string) error { return setSize(&c.UploadSpace, v) }},
-	{"upload-dir", "UPLOAD_DIR", "", "directory for uploaded files awaiting processing (default: a temporary directory removed at exit)",
+	{"upload-dir", "UPLOAD_DIR", "", "directory for uploaded files awaiting processing, with SQLite (default: a temporary directory removed at exit); with Postgres they are kept in the database",
 		func(c *config, v string) error { c.UploadDir = v; return nil }},
+	{"upload-sweep", "UPLOAD_SWEEP", "1m", "with Postgres, how often each instance removes the uploads of tasks that ended without removing them (their instance died)",
+		func(c *config, v string) error { return setDuration(&c.UploadSweep, v, 10*time.Millisecond) }},
 	{"db-max-conns", "DB_MAX_CONNS", "16", "most database connections: the Postgres pool, or SQLite's readers beside its one writer",
 		func(c *config, v string) error {
 			n, err := strconv.Atoi(v)
@@ -165,7 +184,7 @@ var settings = []setting{
 			c.Workers = n
 			return nil
 		}},
-	{"queue-size", "QUEUE_SIZE", "1024", "how many background tasks may wait to run; past it, submissions are refused with 503",
+	{"queue-size", "QUEUE_SIZE", "1024", "how many background tasks may wait to run in memory; past it, submissions are refused with 503 (with Postgres, the database holds them)",
 		func(c *config, v string) error {
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 1 || n > 1<<24 {

@@ -46,6 +46,10 @@ func TestConfigDefaults(t *testing.T) {
 	require.Empty(t, c.TrustedProxies)
 	require.Equal(t, "text", c.LogFormat)
 	require.Equal(t, slog.LevelInfo, c.LogLevel)
+	require.Equal(t, "taskqueue", c.TasksSchema)
+	require.Equal(t, 30*time.Second, c.TaskLease)
+	require.Equal(t, 250*time.Millisecond, c.TaskPoll)
+	require.Equal(t, time.Minute, c.UploadSweep)
 }
 
 // TestConfigPrecedence checks that a flag wins over its variable, which
@@ -97,6 +101,10 @@ func TestConfigGoodValues(t *testing.T) {
 		{"DATABASE_URL", "postgresql://u:p@db:5432/app?sslmode=disable", func(t *testing.T, c *config) {
 			require.Equal(t, "postgresql://u:p@db:5432/app?sslmode=disable", c.DatabaseURL)
 		}},
+		{"TASKS_SCHEMA", "Tasks of App", func(t *testing.T, c *config) { require.Equal(t, "Tasks of App", c.TasksSchema) }},
+		{"TASK_LEASE", "2s", func(t *testing.T, c *config) { require.Equal(t, 2*time.Second, c.TaskLease) }},
+		{"TASK_POLL", "50ms", func(t *testing.T, c *config) { require.Equal(t, 50*time.Millisecond, c.TaskPoll) }},
+		{"UPLOAD_SWEEP", "30s", func(t *testing.T, c *config) { require.Equal(t, 30*time.Second, c.UploadSweep) }},
 		{"RATE_LIMIT", "10/h", func(t *testing.T, c *config) {
 			require.Equal(t, ratelimit.Limit{Rate: 10, Period: time.Hour, Burst: 10}, c.RateLimit)
 		}},
@@ -165,6 +173,10 @@ func TestConfigBadValues(t *testing.T) {
 		{"DB_PATH", " ", "file"},
 		{"DATABASE_URL", "mysql://db/app", "postgres://"},
 		{"DATABASE_URL", "postgres://u:p@db:5432/app%zz", "URL"},
+		{"TASKS_SCHEMA", strings.Repeat("s", 64), "1 to 63 bytes"},
+		{"TASK_LEASE", "10ms", "at least 100ms"},
+		{"TASK_POLL", "1ms", "at least 10ms"},
+		{"UPLOAD_SWEEP", "soon", "duration"},
 		{"RATE_LIMIT", "0/min", "N at least 1"},
 		{"RATE_LIMIT", "5", "N/s, N/min"},
 		{"RATE_LIMIT", "many/s", "N/s, N/min"},

@@ -14,6 +14,7 @@ import (
 	"github.com/asynckit/asynckit/pagination"
 	"github.com/asynckit/asynckit/ratelimit"
 	"github.com/asynckit/asynckit/taskqueue"
+	"github.com/asynckit/asynckit/taskqueue/pgstore"
 )
 
 // server holds what the routes share.
@@ -35,9 +36,10 @@ type server struct {
 
 	tasksWhere string // where tasks live, for the startup line
 	tasks      *taskqueue.Runner
-	events     *eventHub    // event logs of the tasks followed by streams
-	uploads    *uploads     // files waiting for their tasks
-	callbacks  *http.Client // sends the callbacks of file tasks
+	taskStore  *pgstore.Store // the tasks' store with Postgres; nil in memory
+	events     *eventHub      // event logs of the tasks followed by streams
+	files      fileStore      // files waiting for their tasks
+	callbacks  *http.Client   // sends the callbacks of file tasks
 
 	ready atomic.Bool
 	// streams ends every event stream when the server shuts down.
@@ -82,7 +84,7 @@ func newServer(ctx context.Context, cfg *config, log *slog.Logger, self string) 
 		return nil, err
 	}
 	s.idem = newIdempotency(s.store, clientKey, log)
-	if err = s.newTasks(); err != nil {
+	if err = s.newTasks(ctx); err != nil {
 		return nil, err
 	}
 
@@ -113,6 +115,7 @@ func newServer(ctx context.Context, cfg *config, log *slog.Logger, self string) 
 // task runner's workers.
 func (s *server) start() error {
 	s.idem.start()
+	s.files.start()
 	if err := s.tasks.Start(context.Background()); err != nil {
 		return fmt.Errorf("start tasks: %w", err)
 	}
@@ -132,6 +135,9 @@ func (s *server) close(ctx context.Context) error {
 	if s.events != nil {
 		s.events.close()
 	}
+	if s.tasks == nil && s.taskStore != nil {
+		_ = s.taskStore.Close()
+	}
 	if s.tasks != nil {
 		// Running tasks get the time that is left but a reserve, so that
 		// interrupting them, recording them as pending and closing the
@@ -147,8 +153,8 @@ func (s *server) close(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
-	if s.uploads != nil {
-		s.uploads.close()
+	if s.files != nil {
+		s.files.close()
 	}
 	if s.callbacks != nil {
 		s.callbacks.CloseIdleConnections()
