@@ -27,6 +27,9 @@ type config struct {
 	TasksSchema      string
 	TaskLease        time.Duration
 	TaskPoll         time.Duration
+	RedisURL         string
+	RedisPrefix      string
+	RedisTimeout     time.Duration
 	RateLimit        ratelimit.Limit
 	RateLimitText    string
 	Upstreams        []string
@@ -104,6 +107,27 @@ var settings = []setting{
 		func(c *config, v string) error { return setDuration(&c.TaskLease, v, 100*time.Millisecond) }},
 	{"task-poll", "TASK_POLL", "250ms", "with Postgres, how often an instance re-reads the tasks it follows (event streams) to see what other instances did to them",
 		func(c *config, v string) error { return setDuration(&c.TaskPoll, v, 10*time.Millisecond) }},
+	{"redis-url", "REDIS_URL", "", "Redis URL (redis://…); moves the rate limits and the user cache's second tier to Redis, shared by every instance",
+		func(c *config, v string) error {
+			if v != "" && !strings.HasPrefix(v, "redis://") && !strings.HasPrefix(v, "rediss://") && !strings.HasPrefix(v, "unix://") {
+				return errors.New("must start with redis://, rediss:// or unix://")
+			}
+			if _, err := url.Parse(v); err != nil {
+				return errors.New("is not a URL") // url's error would repeat the password
+			}
+			c.RedisURL = v
+			return nil
+		}},
+	{"redis-prefix", "REDIS_PREFIX", "asynckit:", "prefix of every Redis key and channel the server uses, so that services can share one Redis",
+		func(c *config, v string) error {
+			if v == "" || len(v) > 64 || strings.ContainsAny(v, "{} \t\r\n") {
+				return errors.New("must be 1 to 64 characters without braces or white space")
+			}
+			c.RedisPrefix = v
+			return nil
+		}},
+	{"redis-timeout", "REDIS_TIMEOUT", "250ms", "how long a Redis command may take before the server does without it: a rate limit falls back to this instance's share, a user is read from the database",
+		func(c *config, v string) error { return setDuration(&c.RedisTimeout, v, time.Millisecond) }},
 	{"rate-limit", "RATE_LIMIT", "600/min", "requests per client, as N/s, N/min, N/h or N/day",
 		func(c *config, v string) error {
 			lim, err := parseRate(v)
@@ -301,7 +325,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*con
 // up in logs.
 func (s setting) shown(value string) string {
 	switch s.env {
-	case "DATABASE_URL":
+	case "DATABASE_URL", "REDIS_URL":
 		return strconv.Quote(redactURL(value))
 	case "UPSTREAMS":
 		list := splitList(value)

@@ -49,6 +49,9 @@ func TestConfigDefaults(t *testing.T) {
 	require.Equal(t, "taskqueue", c.TasksSchema)
 	require.Equal(t, 30*time.Second, c.TaskLease)
 	require.Equal(t, 250*time.Millisecond, c.TaskPoll)
+	require.Empty(t, c.RedisURL)
+	require.Equal(t, "asynckit:", c.RedisPrefix)
+	require.Equal(t, 250*time.Millisecond, c.RedisTimeout)
 	require.Equal(t, time.Minute, c.UploadSweep)
 }
 
@@ -104,6 +107,10 @@ func TestConfigGoodValues(t *testing.T) {
 		{"TASKS_SCHEMA", "Tasks of App", func(t *testing.T, c *config) { require.Equal(t, "Tasks of App", c.TasksSchema) }},
 		{"TASK_LEASE", "2s", func(t *testing.T, c *config) { require.Equal(t, 2*time.Second, c.TaskLease) }},
 		{"TASK_POLL", "50ms", func(t *testing.T, c *config) { require.Equal(t, 50*time.Millisecond, c.TaskPoll) }},
+		{"REDIS_URL", "redis://:p@cache:6379/2", func(t *testing.T, c *config) { require.Equal(t, "redis://:p@cache:6379/2", c.RedisURL) }},
+		{"REDIS_URL", "rediss://cache:6380", func(t *testing.T, c *config) { require.Equal(t, "rediss://cache:6380", c.RedisURL) }},
+		{"REDIS_PREFIX", "shop:", func(t *testing.T, c *config) { require.Equal(t, "shop:", c.RedisPrefix) }},
+		{"REDIS_TIMEOUT", "1s", func(t *testing.T, c *config) { require.Equal(t, time.Second, c.RedisTimeout) }},
 		{"UPLOAD_SWEEP", "30s", func(t *testing.T, c *config) { require.Equal(t, 30*time.Second, c.UploadSweep) }},
 		{"RATE_LIMIT", "10/h", func(t *testing.T, c *config) {
 			require.Equal(t, ratelimit.Limit{Rate: 10, Period: time.Hour, Burst: 10}, c.RateLimit)
@@ -176,6 +183,11 @@ func TestConfigBadValues(t *testing.T) {
 		{"TASKS_SCHEMA", strings.Repeat("s", 64), "1 to 63 bytes"},
 		{"TASK_LEASE", "10ms", "at least 100ms"},
 		{"TASK_POLL", "1ms", "at least 10ms"},
+		{"REDIS_URL", "http://cache:6379", "redis://"},
+		{"REDIS_URL", "redis://u:p@cache:6379/%zz", "URL"},
+		{"REDIS_PREFIX", "{app}:", "braces"},
+		{"REDIS_PREFIX", "my app:", "white space"},
+		{"REDIS_TIMEOUT", "0", "at least 1ms"},
 		{"UPLOAD_SWEEP", "soon", "duration"},
 		{"RATE_LIMIT", "0/min", "N at least 1"},
 		{"RATE_LIMIT", "5", "N/s, N/min"},
@@ -246,6 +258,9 @@ func TestConfigErrorsDoNotRepeatSecrets(t *testing.T) {
 	require.Error(t, err)
 	require.NotContains(t, err.Error(), "hunter2")
 	require.Contains(t, err.Error(), `"ftp://agg:xxxxx@b.example/" is not an absolute http(s) URL`)
+	_, err = parseConfig(nil, env("REDIS_URL", "redis://app:hunter2@cache/0%zz"), io.Discard)
+	require.Error(t, err)
+	require.NotContains(t, err.Error(), "hunter2")
 	_, err = parseConfig(nil, env("CURSOR_KEY", "hunter2-hunter2"), io.Discard)
 	require.Error(t, err)
 	require.NotContains(t, err.Error(), "hunter2")

@@ -91,7 +91,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		log.Error("server failed to start", "err", serveErr)
 	} else {
 		log.Info("asynckit example server listening", "addr", "http://"+ln.Addr().String(),
-			"database", s.store.where, "tasks", s.tasksWhere, "files", s.files.where(), "cache", "memory",
+			"database", s.store.where, "tasks", s.tasksWhere, "files", s.files.where(), "cache", s.users.where,
 			"rate_limit", cfg.RateLimitText+" per client, in memory", "docs", baseURL(ln.Addr())+"/docs")
 		if ready != nil {
 			ready(ln.Addr().String())

@@ -19,10 +19,11 @@ import (
 // updates as requests go by. Everything else (cache, pool, tasks) is read
 // when /metrics is scraped.
 type metrics struct {
-	reg       *prometheus.Registry
-	requests  *prometheus.CounterVec
-	latency   *prometheus.HistogramVec
-	decisions *prometheus.CounterVec
+	reg         *prometheus.Registry
+	requests    *prometheus.CounterVec
+	latency     *prometheus.HistogramVec
+	decisions   *prometheus.CounterVec
+	redisErrors *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -39,9 +40,18 @@ func newMetrics() *metrics {
 			Name: "ratelimit_decisions_total", Help: "Rate limit decisions: allowed, denied, or error (the request was served).",
 		}, []string{"outcome"}),
 	}
+	m.redisErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "redis_errors_total", Help: "Redis commands that failed or timed out, by what sent them (limits, cache); the server did without their answers.",
+	}, []string{"part"})
 	m.reg.MustRegister(m.requests, m.latency, m.decisions,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// redisError returns the function that counts the Redis errors of part.
+func (m *metrics) redisError(part string) func(error) {
+	c := m.redisErrors.WithLabelValues(part)
+	return func(error) { c.Inc() }
 }
 
 // request records one answered request. An event stream is counted, but
@@ -72,15 +82,18 @@ func (m *metrics) watch(s *server) {
 	if s.store.rdb != s.store.db {
 		m.reg.MustRegister(collectors.NewDBStatsCollector(s.store.rdb, s.store.dialect+"_readers"))
 	}
+	if s.redis != nil {
+		m.reg.MustRegister(m.redisErrors)
+	}
 	for _, c := range []struct {
 		name, help string
 		read       func() uint64
 	}{
-		{"cache_hits_total", "User cache lookups answered from memory.", func() uint64 { return s.users.byID.Stats().Hits }},
-		{"cache_misses_total", "User cache lookups that found no fresh entry.", func() uint64 { return s.users.byID.Stats().Misses }},
-		{"cache_loads_total", "User cache loads from the database.", func() uint64 { return s.users.byID.Stats().Loads }},
-		{"cache_load_errors_total", "User cache loads that failed.", func() uint64 { return s.users.byID.Stats().LoadErrors }},
-		{"cache_coalesced_total", "User cache misses that joined a load in flight.", func() uint64 { return s.users.byID.Stats().Coalesced }},
+		{"cache_hits_total", "User cache lookups answered from memory.", func() uint64 { return s.users.stats().Hits }},
+		{"cache_misses_total", "User cache lookups that found no fresh entry in memory.", func() uint64 { return s.users.stats().Misses }},
+		{"cache_loads_total", "User cache loads past memory: from Redis, if the cache has it, else from the database.", func() uint64 { return s.users.stats().Loads }},
+		{"cache_load_errors_total", "User cache loads that failed.", func() uint64 { return s.users.stats().LoadErrors }},
+		{"cache_coalesced_total", "User cache misses that joined a load in flight.", func() uint64 { return s.users.stats().Coalesced }},
 		{"search_cache_hits_total", "User search pages answered from memory.", func() uint64 { return s.users.pages.Stats().Hits }},
 		{"search_cache_misses_total", "User search pages loaded from the database.", func() uint64 { return s.users.pages.Stats().Misses }},
 	} {

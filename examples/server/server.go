@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/asynckit/asynckit/pagination"
 	"github.com/asynckit/asynckit/ratelimit"
 	"github.com/asynckit/asynckit/taskqueue"
@@ -24,6 +26,7 @@ type server struct {
 	store   *store
 	users   *userCache
 	cursors *pagination.Codec
+	redis   *redis.Client // nil without REDIS_URL
 	limiter ratelimit.Limiter
 	idem    *idempotency
 	metrics *metrics
@@ -61,7 +64,18 @@ func newServer(ctx context.Context, cfg *config, log *slog.Logger, self string) 
 	if s.store, err = openStore(ctx, cfg); err != nil {
 		return nil, err
 	}
-	if s.users, err = newUserCache(); err != nil {
+	s.metrics = newMetrics()
+	if cfg.RedisURL != "" {
+		if s.redis, err = openRedis(ctx, cfg); err != nil {
+			return nil, err
+		}
+	}
+	deps := userCacheDeps{load: s.store.getUser, db: s.store.db, pg: s.store.dialect == "postgres",
+		prefix: cfg.RedisPrefix, timeout: cfg.RedisTimeout, onError: s.metrics.redisError("cache"), log: log}
+	if s.redis != nil {
+		deps.redis = s.redis
+	}
+	if s.users, err = newUserCache(ctx, deps); err != nil {
 		return nil, err
 	}
 	key := cfg.CursorKey
@@ -74,7 +88,6 @@ func newServer(ctx context.Context, cfg *config, log *slog.Logger, self string) 
 	}
 
 	clientKey := clientKeyFunc(cfg.TrustedProxies)
-	s.metrics = newMetrics()
 	if s.limiter, err = ratelimit.NewGCRA(cfg.RateLimit, ratelimit.Options{MaxKeys: 100_000}); err != nil {
 		return nil, err
 	}
@@ -167,6 +180,11 @@ func (s *server) close(ctx context.Context) error {
 	}
 	if s.agg != nil {
 		s.agg.close()
+	}
+	if s.redis != nil {
+		if err := s.redis.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close redis: %w", err))
+		}
 	}
 	if s.store != nil {
 		if err := s.store.close(); err != nil {
