@@ -32,6 +32,7 @@ type config struct {
 	RedisTimeout     time.Duration
 	RateLimit        ratelimit.Limit
 	RateLimitText    string
+	RateReplicas     int
 	Upstreams        []string
 	AggregateTimeout time.Duration
 	ShutdownTimeout  time.Duration
@@ -133,6 +134,15 @@ var settings = []setting{
 			lim, err := parseRate(v)
 			c.RateLimit, c.RateLimitText = lim, v
 			return err
+		}},
+	{"rate-limit-replicas", "RATE_LIMIT_REPLICAS", "1", "with Redis, how many instances share RATE_LIMIT: while Redis fails, each admits about 1/N of it on its own",
+		func(c *config, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 1000 {
+				return errors.New("must be a whole number from 1 to 1000")
+			}
+			c.RateReplicas = n
+			return nil
 		}},
 	{"upstreams", "UPSTREAMS", "", "comma-separated URLs that GET /aggregate fans out to (default: the built-in demo upstreams)",
 		func(c *config, v string) error {
@@ -313,6 +323,9 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*con
 		if err := s.set(c, strings.TrimSpace(*values[s.flag])); err != nil {
 			return nil, fmt.Errorf("-%s (%s) %s: %w", s.flag, s.env, s.shown(*values[s.flag]), err)
 		}
+	}
+	if c.RateLimit.Burst < c.RateReplicas {
+		return nil, fmt.Errorf("-rate-limit-replicas (RATE_LIMIT_REPLICAS) %d is larger than the burst of -rate-limit (RATE_LIMIT) %s: an instance's share of it would be nothing", c.RateReplicas, c.RateLimitText)
 	}
 	if c.UploadSpace < c.MaxUpload {
 		return nil, fmt.Errorf("-upload-space (UPLOAD_SPACE) %d is smaller than -max-upload (MAX_UPLOAD) %d: no upload of the largest size could ever be taken", c.UploadSpace, c.MaxUpload)

@@ -52,6 +52,7 @@ func TestConfigDefaults(t *testing.T) {
 	require.Empty(t, c.RedisURL)
 	require.Equal(t, "asynckit:", c.RedisPrefix)
 	require.Equal(t, 250*time.Millisecond, c.RedisTimeout)
+	require.Equal(t, 1, c.RateReplicas)
 	require.Equal(t, time.Minute, c.UploadSweep)
 }
 
@@ -111,6 +112,7 @@ func TestConfigGoodValues(t *testing.T) {
 		{"REDIS_URL", "rediss://cache:6380", func(t *testing.T, c *config) { require.Equal(t, "rediss://cache:6380", c.RedisURL) }},
 		{"REDIS_PREFIX", "shop:", func(t *testing.T, c *config) { require.Equal(t, "shop:", c.RedisPrefix) }},
 		{"REDIS_TIMEOUT", "1s", func(t *testing.T, c *config) { require.Equal(t, time.Second, c.RedisTimeout) }},
+		{"RATE_LIMIT_REPLICAS", "3", func(t *testing.T, c *config) { require.Equal(t, 3, c.RateReplicas) }},
 		{"UPLOAD_SWEEP", "30s", func(t *testing.T, c *config) { require.Equal(t, 30*time.Second, c.UploadSweep) }},
 		{"RATE_LIMIT", "10/h", func(t *testing.T, c *config) {
 			require.Equal(t, ratelimit.Limit{Rate: 10, Period: time.Hour, Burst: 10}, c.RateLimit)
@@ -188,6 +190,8 @@ func TestConfigBadValues(t *testing.T) {
 		{"REDIS_PREFIX", "{app}:", "braces"},
 		{"REDIS_PREFIX", "my app:", "white space"},
 		{"REDIS_TIMEOUT", "0", "at least 1ms"},
+		{"RATE_LIMIT_REPLICAS", "0", "1 to 1000"},
+		{"RATE_LIMIT_REPLICAS", "three", "1 to 1000"},
 		{"UPLOAD_SWEEP", "soon", "duration"},
 		{"RATE_LIMIT", "0/min", "N at least 1"},
 		{"RATE_LIMIT", "5", "N/s, N/min"},
@@ -241,6 +245,17 @@ func TestConfigBadValues(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestConfigReplicasNeedTheirShare checks that RATE_LIMIT_REPLICAS cannot
+// leave an instance's share of RATE_LIMIT empty.
+func TestConfigReplicasNeedTheirShare(t *testing.T) {
+	t.Parallel()
+	_, err := parseConfig(nil, env("RATE_LIMIT", "2/s", "RATE_LIMIT_REPLICAS", "3"), io.Discard)
+	require.ErrorContains(t, err, "RATE_LIMIT_REPLICAS")
+	c, err := parseConfig(nil, env("RATE_LIMIT", "3/s", "RATE_LIMIT_REPLICAS", "3"), io.Discard)
+	require.NoError(t, err)
+	require.Equal(t, 3, c.RateReplicas)
 }
 
 // TestConfigErrorsDoNotRepeatSecrets checks that a bad value's error keeps

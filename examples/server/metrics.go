@@ -24,6 +24,8 @@ type metrics struct {
 	latency     *prometheus.HistogramVec
 	decisions   *prometheus.CounterVec
 	redisErrors *prometheus.CounterVec
+	limitStore  *prometheus.CounterVec
+	breakerOpen prometheus.Gauge
 }
 
 func newMetrics() *metrics {
@@ -43,6 +45,12 @@ func newMetrics() *metrics {
 	m.redisErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "redis_errors_total", Help: "Redis commands that failed or timed out, by what sent them (limits, cache); the server did without their answers.",
 	}, []string{"part"})
+	m.limitStore = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ratelimit_store_outcomes_total", Help: "How the rate limits in Redis decided: decided (by Redis), or fell back (to this instance's share, while Redis fails).",
+	}, []string{"outcome"})
+	m.breakerOpen = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "ratelimit_breaker_open", Help: "1 while the rate limits' breaker is open: Redis failed and is not asked, and the fallback decides; else 0.",
+	})
 	m.reg.MustRegister(m.requests, m.latency, m.decisions,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -52,6 +60,20 @@ func newMetrics() *metrics {
 func (m *metrics) redisError(part string) func(error) {
 	c := m.redisErrors.WithLabelValues(part)
 	return func(error) { c.Inc() }
+}
+
+// limitEvent records one decision of the rate limits in Redis; it is
+// ratelimit.FailureOptions.Observe.
+func (m *metrics) limitEvent(e ratelimit.Event) {
+	m.limitStore.WithLabelValues(e.Outcome.String()).Inc()
+	if e.Err != nil {
+		m.redisErrors.WithLabelValues("limits").Inc()
+	}
+	if e.BreakerOpen {
+		m.breakerOpen.Set(1)
+	} else {
+		m.breakerOpen.Set(0)
+	}
 }
 
 // request records one answered request. An event stream is counted, but
@@ -83,7 +105,12 @@ func (m *metrics) watch(s *server) {
 		m.reg.MustRegister(collectors.NewDBStatsCollector(s.store.rdb, s.store.dialect+"_readers"))
 	}
 	if s.redis != nil {
-		m.reg.MustRegister(m.redisErrors)
+		for _, part := range []string{"limits", "cache"} {
+			m.redisErrors.WithLabelValues(part)
+		}
+		m.limitStore.WithLabelValues(ratelimit.Decided.String())
+		m.limitStore.WithLabelValues(ratelimit.FellBack.String())
+		m.reg.MustRegister(m.redisErrors, m.limitStore, m.breakerOpen)
 	}
 	for _, c := range []struct {
 		name, help string

@@ -37,6 +37,8 @@ type server struct {
 	docHTML []byte // the page of /docs, rendered from spec
 	self    string // the server's own base URL
 
+	limitsWhere string // where rate limits are counted, for the startup line
+
 	tasksWhere string // where tasks live, for the startup line
 	tasks      *taskqueue.Runner
 	taskStore  *pgstore.Store // the tasks' store with Postgres; nil in memory
@@ -88,7 +90,7 @@ func newServer(ctx context.Context, cfg *config, log *slog.Logger, self string) 
 	}
 
 	clientKey := clientKeyFunc(cfg.TrustedProxies)
-	if s.limiter, err = ratelimit.NewGCRA(cfg.RateLimit, ratelimit.Options{MaxKeys: 100_000}); err != nil {
+	if s.limiter, s.limitsWhere, err = s.newLimiter(s.redis); err != nil {
 		return nil, err
 	}
 	limit, err := ratelimit.Middleware(s.limiter, clientKey, ratelimit.Name("per-client"), ratelimit.OnDecision(s.metrics.decision),
