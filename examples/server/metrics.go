@@ -128,36 +128,44 @@ func (m *metrics) watch(s *server) {
 			func() float64 { return float64(c.read()) }))
 	}
 	m.reg.MustRegister(&taskGauge{runner: s.tasks, log: s.log,
-		desc: prometheus.NewDesc("tasks", "Tasks held by the task runner, by status; finished tasks count until they expire, an hour after they finish.", []string{"status"}, nil)})
+		desc: prometheus.NewDesc("tasks", "Tasks in the queue (with Postgres, the queue every instance shares), by status; finished tasks count until they expire, an hour after they finish.",
+			[]string{"status"}, nil),
+		kinds: prometheus.NewDesc("tasks_by_kind", "Tasks in the queue, by kind and status.", []string{"kind", "status"}, nil)})
 }
 
-// taskGauge reports the task runner's counts by status, read when /metrics
-// is scraped. A runner that does not answer within statsTimeout is logged
-// and its counts are left out of that scrape, rather than failing it.
+// taskGauge reports the task runner's counts by status, and by kind and
+// status, read when /metrics is scraped. A runner that does not answer
+// within statsTimeout is logged and its counts are left out of that
+// scrape, rather than failing it.
 type taskGauge struct {
 	runner *taskqueue.Runner
 	log    *slog.Logger
 	desc   *prometheus.Desc
+	kinds  *prometheus.Desc
 }
 
-func (g *taskGauge) Describe(ch chan<- *prometheus.Desc) { ch <- g.desc }
+func (g *taskGauge) Describe(ch chan<- *prometheus.Desc) { ch <- g.desc; ch <- g.kinds }
 
 func (g *taskGauge) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), statsTimeout)
 	defer cancel()
-	st, err := g.runner.Stats(ctx)
+	byKind, err := g.runner.StatsByKind(ctx)
 	if err != nil {
 		g.log.Warn("metrics: cannot count tasks", "err", err)
 		return
 	}
-	for _, c := range []struct {
-		status taskqueue.Status
-		n      int
-	}{
-		{taskqueue.StatusPending, st.Pending}, {taskqueue.StatusRunning, st.Running},
-		{taskqueue.StatusSucceeded, st.Succeeded}, {taskqueue.StatusFailed, st.Failed}, {taskqueue.StatusCanceled, st.Canceled},
-	} {
-		ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, float64(c.n), c.status.String())
+	counts := func(st taskqueue.Stats) []int {
+		return []int{st.Pending, st.Running, st.Succeeded, st.Failed, st.Canceled}
+	}
+	total := make([]int, 5)
+	for _, kind := range taskKinds {
+		for i, n := range counts(byKind[kind]) {
+			total[i] += n
+			ch <- prometheus.MustNewConstMetric(g.kinds, prometheus.GaugeValue, float64(n), kind, (taskqueue.StatusPending + taskqueue.Status(i)).String())
+		}
+	}
+	for i, n := range total {
+		ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, float64(n), (taskqueue.StatusPending + taskqueue.Status(i)).String())
 	}
 }
 
