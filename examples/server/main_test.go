@@ -154,6 +154,37 @@ func urlSchema(t *testing.T, raw string) string {
 	return schema
 }
 
+// startCluster starts n servers on clusterEnv(t, redis, env): n instances
+// of one service, each on its own listener and with its own UPLOAD_DIR,
+// as behind a load balancer.
+func startCluster(t *testing.T, n int, redis bool, env map[string]string) []*testServer {
+	t.Helper()
+	shared := clusterEnv(t, redis, env)
+	servers := make([]*testServer, n)
+	for i := range servers {
+		servers[i] = startServer(t, "", shared)
+	}
+	return servers
+}
+
+// clusterEnv returns the environment of instances that share one Postgres
+// schema (and so one task queue) and, when redis is set, one Redis key
+// prefix, with env on top.
+func clusterEnv(t *testing.T, redis bool, env map[string]string) map[string]string {
+	t.Helper()
+	shared := map[string]string{"DATABASE_URL": postgresURL(t)}
+	if redis {
+		_, prefix := testenv.Redis(t)
+		shared["REDIS_URL"] = os.Getenv(testenv.EnvRedis)
+		shared["REDIS_PREFIX"] = prefix
+	}
+	for k, v := range env {
+		shared[k] = v
+	}
+	shared["TASKS_SCHEMA"] = urlSchema(t, shared["DATABASE_URL"])
+	return shared
+}
+
 // loadDocument fetches /openapi.json and checks that it is a valid OpenAPI
 // document.
 func loadDocument(t *testing.T, ts *testServer) *openapi3.T {
