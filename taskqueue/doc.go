@@ -35,7 +35,10 @@
 // finishes; [Runner.Subscribe] returns a channel of updates that never
 // blocks the Runner: it holds one Info and always the latest, so a slow
 // reader skips intermediate updates but never the terminal one. Options.OnFinish
-// is called once per finished task, for notifications.
+// is called once per finished task, for notifications. Each Info carries a
+// Version that the store counts up with every change of the task, so the
+// processes sharing a store agree on which of two Infos is newer (an event
+// stream can use it as its event id).
 //
 // Handlers report progress with [Job.Progress] (0 to 100 and a message).
 // Writes are coalesced: the first goes to the store at once, later ones at
@@ -86,7 +89,9 @@
 // the store so the process running the task learns of them. A store that
 // also implements [CancelNotifier] reports cancel requests as they are
 // made, and the Runner then interrupts the handler at once instead of at
-// its next heartbeat. The package taskqueue/taskqueuetest holds the
+// its next heartbeat. A store that implements [KindCounter] counts its
+// tasks by kind as well ([Runner.StatsByKind]), for a queue's depth per
+// kind of work. The package taskqueue/taskqueuetest holds the
 // conformance suite every store passes; taskqueue/pgstore is the durable
 // store in Postgres.
 //

@@ -37,6 +37,14 @@ type Info struct {
 	StartedAt time.Time `json:"started_at,omitzero"`
 	// FinishedAt is when the task reached its terminal status.
 	FinishedAt time.Time `json:"finished_at,omitzero"`
+	// Version counts the changes of the task: 1 when it is submitted, and
+	// one more with each change a store makes to its Info (a claim, a
+	// progress write, a retry, a release, a cancel, the end). It is kept by
+	// the store, so every process sharing a store sees the same Version for
+	// the same state, and of two Infos of one task the higher Version is
+	// the newer. A cancel request for a running task changes nothing
+	// visible until the attempt ends, and no Version.
+	Version int64 `json:"version"`
 }
 
 // Progress is a handler's report of how far a task has got.

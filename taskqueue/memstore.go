@@ -77,10 +77,14 @@ type MemoryStore struct {
 	waiters  []*waiter
 	spare    []*waiter // reused by Claim; a store's channels stay its own
 	counts   [StatusCanceled + 1]int
+	byKind   map[string]*[StatusCanceled + 1]int // counts per kind; kinds with no task are removed
 	seq      uint64
 }
 
-var _ Store = (*MemoryStore)(nil)
+var (
+	_ Store       = (*MemoryStore)(nil)
+	_ KindCounter = (*MemoryStore)(nil)
+)
 
 type memTask struct {
 	Task
@@ -130,6 +134,7 @@ func NewMemoryStore(opts MemoryOptions) (*MemoryStore, error) {
 		tasks:    make(map[string]*memTask),
 		running:  make(map[string]*memTask),
 		unique:   make(map[uniqueKey]*memTask),
+		byKind:   make(map[string]*[StatusCanceled + 1]int),
 	}, nil
 }
 
@@ -170,9 +175,25 @@ func (s *MemoryStore) setStatus(mt *memTask, st Status) {
 	case mt.Status == StatusRunning:
 		delete(s.running, mt.ID)
 	}
-	s.counts[mt.Status]--
-	s.counts[st]++
+	s.count(mt, mt.Status, -1)
+	s.count(mt, st, 1)
 	mt.Status = st
+	mt.Version++
+}
+
+// count adds delta to the counts of mt's kind in status st, and to the
+// totals.
+func (s *MemoryStore) count(mt *memTask, st Status, delta int) {
+	s.counts[st] += delta
+	c := s.byKind[mt.Kind]
+	if c == nil {
+		c = new([StatusCanceled + 1]int)
+		s.byKind[mt.Kind] = c
+	}
+	c[st] += delta
+	if *c == ([StatusCanceled + 1]int{}) {
+		delete(s.byKind, mt.Kind)
+	}
 }
 
 // Insert implements Store.
@@ -206,7 +227,8 @@ func (s *MemoryStore) Insert(ctx context.Context, t Task) (Info, bool, error) {
 	mt.Result, mt.Error, mt.Progress = nil, "", Progress{}
 	mt.RunAt = mt.RunAt.Round(0)
 	mt.ClaimToken = 0
-	s.counts[StatusPending]++
+	mt.Version = 1
+	s.count(mt, StatusPending, 1)
 	s.tasks[mt.ID] = mt
 	s.peak = max(s.peak, len(s.tasks))
 	if mt.UniqueKey != "" {
@@ -433,6 +455,7 @@ func (s *MemoryStore) Progress(ctx context.Context, id string, claim int64, p Pr
 		return err
 	}
 	mt.Progress = p
+	mt.Version++
 	return nil
 }
 
@@ -489,7 +512,7 @@ func (s *MemoryStore) dropOldestFinished() {
 	mt := s.finished.front()
 	s.finished.popFront()
 	delete(s.tasks, mt.ID)
-	s.counts[mt.Status]--
+	s.count(mt, mt.Status, -1)
 	mt.deleted = true
 	s.dead++
 }
@@ -659,4 +682,16 @@ func (s *MemoryStore) Stats(ctx context.Context) (Stats, error) {
 		Failed:    s.counts[StatusFailed],
 		Canceled:  s.counts[StatusCanceled],
 	}, nil
+}
+
+// StatsByKind implements KindCounter.
+func (s *MemoryStore) StatsByKind(ctx context.Context) (map[string]Stats, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]Stats, len(s.byKind))
+	for kind, c := range s.byKind {
+		out[kind] = Stats{Pending: c[StatusPending], Running: c[StatusRunning],
+			Succeeded: c[StatusSucceeded], Failed: c[StatusFailed], Canceled: c[StatusCanceled]}
+	}
+	return out, nil
 }

@@ -420,6 +420,18 @@ func (r *Runner) finished(info Info) {
 // deleted included).
 func (r *Runner) Stats(ctx context.Context) (Stats, error) { return r.store.Stats(ctx) }
 
+// StatsByKind counts the tasks in the store by kind and status, as Stats
+// counts them by status, for a store that is a KindCounter (both stores in
+// this module are); for another store it returns an error wrapping
+// errors.ErrUnsupported.
+func (r *Runner) StatsByKind(ctx context.Context) (map[string]Stats, error) {
+	kc, ok := r.store.(KindCounter)
+	if !ok {
+		return nil, fmt.Errorf("taskqueue: %T does not count tasks by kind: %w", r.store, errors.ErrUnsupported)
+	}
+	return kc.StatsByKind(ctx)
+}
+
 // Shutdown stops the Runner: Submit and Start fail with ErrClosed from now
 // on, idle workers stop, running handlers may finish until ctx ends, and
 // then their ctx is cancelled (cause ErrClosed) and Shutdown waits for them

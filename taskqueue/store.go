@@ -20,6 +20,10 @@ import (
 // cancel request for a running task (see Cancel) turns that claim's Finish,
 // Retry and Release into a cancellation.
 //
+// Every change a store makes to a task's Info counts one more Version,
+// starting from 1 at Insert, so that the Infos of one task are ordered by
+// their Version in every process that shares the store.
+//
 // Time is the caller's: a store reads the clock with time.Now, and Claim
 // returns when a delayed task falls due rather than at some later poll.
 // taskqueuetest checks delays, backoff and retention to the nanosecond
@@ -101,4 +105,14 @@ type CancelNotifier interface {
 	// quickly, and may be told of tasks that run in other processes, or
 	// twice of one task.
 	NotifyCancel(fn func(id string)) (stop func())
+}
+
+// KindCounter is implemented by a Store that counts its tasks by kind as
+// well as by status, for Runner.StatsByKind. Both stores in this module
+// implement it.
+type KindCounter interface {
+	// StatsByKind returns the counts of Stats for each kind the store
+	// holds tasks of; their sum is what Stats returns. A kind with no
+	// tasks is absent.
+	StatsByKind(ctx context.Context) (map[string]Stats, error)
 }

@@ -234,6 +234,44 @@ func TestPollIntervalSeesChangesMadeElsewhere(t *testing.T) {
 	})
 }
 
+// A subscriber fed by polls and by the Runner's own writes receives each
+// state once, in Version order: a poll that finds nothing new sends
+// nothing, and no state comes after a newer one.
+func TestSubscribeSendsEachVersionOnceInOrder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		r := newRunner(t, taskqueue.Options{PollInterval: 10 * time.Millisecond, ProgressInterval: time.Nanosecond})
+		step := make(chan struct{})
+		require.NoError(t, taskqueue.Handle(r, "steps", func(ctx context.Context, job *taskqueue.Job, _ args) (int, error) {
+			for i := 1; i <= 5; i++ {
+				<-step
+				time.Sleep(25 * time.Millisecond) // polls come and go between the steps
+				if err := job.Progress(i*20, ""); err != nil {
+					return 0, err
+				}
+			}
+			return 0, nil
+		}))
+		require.NoError(t, r.Start(ctx))
+		info, err := r.Submit(ctx, "steps", args{})
+		require.NoError(t, err)
+		ch, err := r.Subscribe(ctx, info.ID)
+		require.NoError(t, err)
+		var versions []int64
+		for got := range ch {
+			versions = append(versions, got.Version)
+			if got.Status == taskqueue.StatusRunning && got.Progress.Percent < 100 {
+				select {
+				case step <- struct{}{}:
+				default:
+				}
+			}
+			synctest.Wait()
+		}
+		require.Equal(t, []int64{1, 2, 3, 4, 5, 6, 7, 8}, versions)
+	})
+}
+
 func TestPollIntervalIsValidated(t *testing.T) {
 	for _, d := range []time.Duration{-1, time.Millisecond} {
 		_, err := taskqueue.New(taskqueue.Options{PollInterval: d})

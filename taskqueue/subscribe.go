@@ -31,12 +31,22 @@ type subscription struct {
 	// published is set once an update has been published to s: from then
 	// on it holds a state at least as new as Subscribe's own second read.
 	published bool
+	// version is the Version of the newest Info delivered to s.
+	version int64
 }
 
 func (h *hub) active() bool { return h.n.Load() > 0 }
 
-// deliver replaces whatever s holds with info. h.mu is held.
+// deliver replaces whatever s holds with info, unless s has had info's
+// state or a newer one: a re-read of the store that began before a change
+// published meanwhile must not take the subscriber back, nor a poll that
+// finds nothing new repeat what it has. Infos without a Version (from a
+// store that keeps none) are always delivered. h.mu is held.
 func (s *subscription) deliver(info Info) {
+	if info.Version != 0 && info.Version <= s.version {
+		return
+	}
+	s.version = info.Version
 	select {
 	case <-s.ch:
 	default:
@@ -120,7 +130,8 @@ func (h *hub) closeAll() {
 //
 // Updates come from this Runner, and with Options.PollInterval set also
 // from re-reading the store, which sees changes made by other processes
-// that share it.
+// that share it. The Infos received have increasing Versions: a state is
+// never received twice, and never after a newer one.
 // An unknown or expired id is ErrNotFound; more than MaxSubscriptions open
 // at once is ErrTooManySubscriptions. A ctx that has already ended gives
 // the current Info and a channel closed after it. A task that is already
@@ -132,7 +143,7 @@ func (r *Runner) Subscribe(ctx context.Context, id string) (<-chan Info, error) 
 	}
 	h := &r.hub
 	s := &subscription{id: id, ch: make(chan Info, 1), stop: func() bool { return false }}
-	s.ch <- info
+	s.deliver(info)
 	h.mu.Lock()
 	switch {
 	case h.closed || info.Status.Terminal():
@@ -164,7 +175,7 @@ func (r *Runner) Subscribe(ctx context.Context, id string) (<-chan Info, error) 
 	case err == nil:
 		// An update published to s since it was registered may be newer
 		// than this read, which began before it; only a terminal state is
-		// certain to be the newest.
+		// certain to be the newest (deliver also checks the Versions).
 		if !s.published || latest.Status.Terminal() {
 			s.deliver(latest)
 		}

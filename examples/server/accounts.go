@@ -246,7 +246,7 @@ func (s *server) runBatch(c *call, in *batchInput) (batchOutput, error) {
 							return userConflict(err)
 						}
 						v = u
-						return s.invalidateAfterCommit(ctx, u.ID)
+						return s.invalidateAfterCommit(ctx, userChange{u.ID, u.Version})
 					})
 				}
 			}

@@ -143,6 +143,7 @@ func checkLedger(t *testing.T, db *sql.DB) {
 // outcome is one request's outcome in the concurrency test, read whole.
 type outcome struct {
 	status   int
+	header   http.Header
 	replayed bool
 	body     []byte
 	err      error
@@ -151,15 +152,28 @@ type outcome struct {
 // post sends a JSON POST without the test's require, for use from many
 // goroutines at once.
 func (ts *testServer) post(path string, body any, headers ...string) outcome {
-	raw, err := json.Marshal(body)
+	return ts.attempt("POST", path, body, headers...)
+}
+
+// attempt sends a request with a JSON body (none when body is nil) without
+// the test's require, for use from many goroutines at once, and reads the
+// whole answer.
+func (ts *testServer) attempt(method, path string, body any, headers ...string) outcome {
+	var rd io.Reader
+	if body != nil {
+		raw, err := json.Marshal(body)
+		if err != nil {
+			return outcome{err: err}
+		}
+		rd = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequest(method, ts.base+path, rd)
 	if err != nil {
 		return outcome{err: err}
 	}
-	req, err := http.NewRequest("POST", ts.base+path, bytes.NewReader(raw))
-	if err != nil {
-		return outcome{err: err}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
-	req.Header.Set("Content-Type", "application/json")
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
 	}
@@ -169,7 +183,7 @@ func (ts *testServer) post(path string, body any, headers ...string) outcome {
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
-	return outcome{status: resp.StatusCode, replayed: resp.Header.Get("Idempotent-Replayed") == "true", body: b, err: err}
+	return outcome{status: resp.StatusCode, header: resp.Header, replayed: resp.Header.Get("Idempotent-Replayed") == "true", body: b, err: err}
 }
 
 // TestConcurrentTransfersConserveMoney sends 2,000 transfers at once over
@@ -181,102 +195,114 @@ func (ts *testServer) post(path string, body any, headers ...string) outcome {
 func TestConcurrentTransfersConserveMoney(t *testing.T) {
 	t.Parallel()
 	forEachDB(t, nil, func(t *testing.T, ts *testServer) {
-		const (
-			accounts  = 20
-			transfers = 2_000
-			opening   = 10_000
-			senders   = 48
-		)
-		ids := make([]int64, accounts)
-		for i := range ids {
-			ids[i] = ts.openAccount(t, opening).ID
-		}
-		type job struct {
-			in  transferInput
-			key string
-		}
-		rng := rand.New(rand.NewPCG(1, 2))
-		var jobs []job
-		for i := range transfers {
-			from := rng.IntN(accounts)
-			to := (from + 1 + rng.IntN(accounts-1)) % accounts
-			j := job{in: transferInput{ids[from], ids[to], 1 + rng.Int64N(3_000)}}
-			if i%10 == 0 {
-				j.key = "dup-" + strconv.Itoa(i)
-				jobs = append(jobs, j) // its twin goes out beside it
-			}
-			jobs = append(jobs, j)
-		}
-		results := make([]outcome, len(jobs))
-		work := make(chan int)
-		var wg sync.WaitGroup
-		for range senders {
-			wg.Go(func() {
-				for i := range work {
-					j := jobs[i]
-					for attempt := 0; ; attempt++ {
-						if j.key == "" {
-							results[i] = ts.post("/transfers", j.in)
-						} else {
-							results[i] = ts.post("/transfers", j.in, idempotencyHeader, j.key, "X-Client-ID", "load-test")
-						}
-						if results[i].status != http.StatusConflict || attempt == 200 {
-							break
-						}
-						time.Sleep(5 * time.Millisecond) // a concurrent duplicate is still running
-					}
-				}
-			})
-		}
-		for i := range jobs {
-			work <- i
-		}
-		close(work)
-		wg.Wait()
-
-		moved, refused := 0, 0
-		byKey := map[string][]outcome{}
-		for i, r := range results {
-			require.NoError(t, r.err)
-			switch r.status {
-			case http.StatusCreated:
-				if !r.replayed {
-					moved++
-				}
-			case http.StatusUnprocessableEntity:
-				refused++
-				var p problem
-				require.NoError(t, json.Unmarshal(r.body, &p))
-				require.True(t, strings.HasSuffix(p.Type, "insufficient-funds"), "%s", r.body)
-			default:
-				t.Fatalf("transfer %d answered %d: %s", i, r.status, r.body)
-			}
-			if k := jobs[i].key; k != "" {
-				byKey[k] = append(byKey[k], r)
-			}
-		}
-		for k, rs := range byKey {
-			require.Len(t, rs, 2)
-			// A copy refused for insufficient funds rolled back and freed
-			// the key, so its twin may run after it; but two that
-			// succeeded share one run.
-			if rs[0].status == http.StatusCreated && rs[1].status == http.StatusCreated {
-				require.Equal(t, string(rs[0].body), string(rs[1].body), "key %s: the copies got different answers", k)
-				require.True(t, rs[0].replayed != rs[1].replayed, "key %s: exactly one copy ran", k)
-			}
-		}
-		db := ts.db(t)
-		var rows int
-		require.NoError(t, db.QueryRow(`SELECT COUNT(*) FROM transfers`).Scan(&rows))
-		require.Equal(t, moved, rows, "every 201 that was not a replay is one transfer, and nothing else is")
-		var total int64
-		for _, id := range ids {
-			b := ts.balance(t, id)
-			require.GreaterOrEqual(t, b, int64(0))
-			total += b
-		}
-		require.EqualValues(t, accounts*opening, total, "money was made or lost")
-		checkLedger(t, db)
-		t.Logf("%d transfers moved money, %d were refused for insufficient funds", moved, refused)
+		concurrentTransfers(t, []*testServer{ts})
 	})
+}
+
+// concurrentTransfers runs the 2,000 transfers of
+// TestConcurrentTransfersConserveMoney, spread over servers, which share
+// one database: transfer i goes to server i mod n, and its twin with the
+// same Idempotency-Key to the next server, so that with several servers
+// every retry reaches another instance than the first copy.
+func concurrentTransfers(t *testing.T, servers []*testServer) {
+	ts := servers[0]
+	const (
+		accounts  = 20
+		transfers = 2_000
+		opening   = 10_000
+		senders   = 48
+	)
+	ids := make([]int64, accounts)
+	for i := range ids {
+		ids[i] = ts.openAccount(t, opening).ID
+	}
+	type job struct {
+		in     transferInput
+		key    string
+		server *testServer
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	var jobs []job
+	for i := range transfers {
+		from := rng.IntN(accounts)
+		to := (from + 1 + rng.IntN(accounts-1)) % accounts
+		j := job{in: transferInput{ids[from], ids[to], 1 + rng.Int64N(3_000)}, server: servers[i%len(servers)]}
+		if i%10 == 0 {
+			j.key = "dup-" + strconv.Itoa(i)
+			jobs = append(jobs, j)
+			j.server = servers[(i+1)%len(servers)] // its twin goes out beside it, elsewhere
+		}
+		jobs = append(jobs, j)
+	}
+	results := make([]outcome, len(jobs))
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range senders {
+		wg.Go(func() {
+			for i := range work {
+				j := jobs[i]
+				for attempt := 0; ; attempt++ {
+					if j.key == "" {
+						results[i] = j.server.post("/transfers", j.in)
+					} else {
+						results[i] = j.server.post("/transfers", j.in, idempotencyHeader, j.key, "X-Client-ID", "load-test")
+					}
+					if results[i].status != http.StatusConflict || attempt == 200 {
+						break
+					}
+					time.Sleep(5 * time.Millisecond) // a concurrent duplicate is still running
+				}
+			}
+		})
+	}
+	for i := range jobs {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+
+	moved, refused := 0, 0
+	byKey := map[string][]outcome{}
+	for i, r := range results {
+		require.NoError(t, r.err)
+		switch r.status {
+		case http.StatusCreated:
+			if !r.replayed {
+				moved++
+			}
+		case http.StatusUnprocessableEntity:
+			refused++
+			var p problem
+			require.NoError(t, json.Unmarshal(r.body, &p))
+			require.True(t, strings.HasSuffix(p.Type, "insufficient-funds"), "%s", r.body)
+		default:
+			t.Fatalf("transfer %d answered %d: %s", i, r.status, r.body)
+		}
+		if k := jobs[i].key; k != "" {
+			byKey[k] = append(byKey[k], r)
+		}
+	}
+	for k, rs := range byKey {
+		require.Len(t, rs, 2)
+		// A copy refused for insufficient funds rolled back and freed
+		// the key, so its twin may run after it; but two that
+		// succeeded share one run.
+		if rs[0].status == http.StatusCreated && rs[1].status == http.StatusCreated {
+			require.Equal(t, string(rs[0].body), string(rs[1].body), "key %s: the copies got different answers", k)
+			require.True(t, rs[0].replayed != rs[1].replayed, "key %s: exactly one copy ran", k)
+		}
+	}
+	db := ts.db(t)
+	var rows int
+	require.NoError(t, db.QueryRow(`SELECT COUNT(*) FROM transfers`).Scan(&rows))
+	require.Equal(t, moved, rows, "every 201 that was not a replay is one transfer, and nothing else is")
+	var total int64
+	for i, id := range ids {
+		b := servers[i%len(servers)].balance(t, id)
+		require.GreaterOrEqual(t, b, int64(0))
+		total += b
+	}
+	require.EqualValues(t, accounts*opening, total, "money was made or lost")
+	checkLedger(t, db)
+	t.Logf("%d transfers moved money, %d were refused for insufficient funds", moved, refused)
 }

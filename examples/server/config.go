@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/asynckit/asynckit/ratelimit"
 )
@@ -23,8 +24,15 @@ type config struct {
 	Addr             string
 	DBPath           string
 	DatabaseURL      string
+	TasksSchema      string
+	TaskLease        time.Duration
+	TaskPoll         time.Duration
+	RedisURL         string
+	RedisPrefix      string
+	RedisTimeout     time.Duration
 	RateLimit        ratelimit.Limit
 	RateLimitText    string
+	RateReplicas     int
 	Upstreams        []string
 	AggregateTimeout time.Duration
 	ShutdownTimeout  time.Duration
@@ -34,6 +42,7 @@ type config struct {
 	MaxUpload        int64
 	UploadSpace      int64
 	UploadDir        string
+	UploadSweep      time.Duration
 	Workers          int
 	DBMaxConns       int
 	CallbackPrivate  bool
@@ -87,11 +96,53 @@ var settings = []setting{
 			c.DatabaseURL = v
 			return nil
 		}},
+	{"tasks-schema", "TASKS_SCHEMA", "taskqueue", "Postgres schema of the task queue, shared by every instance on DATABASE_URL",
+		func(c *config, v string) error {
+			if v == "" || len(v) > 63 || !utf8.ValidString(v) || strings.ContainsRune(v, 0) {
+				return errors.New("must be 1 to 63 bytes of UTF-8")
+			}
+			c.TasksSchema = v
+			return nil
+		}},
+	{"task-lease", "TASK_LEASE", "30s", "with Postgres, how long a running task is held without a heartbeat: the tasks of an instance that dies run again elsewhere about this long after",
+		func(c *config, v string) error { return setDuration(&c.TaskLease, v, 100*time.Millisecond) }},
+	{"task-poll", "TASK_POLL", "250ms", "with Postgres, how often an instance re-reads the tasks it follows (event streams) to see what other instances did to them",
+		func(c *config, v string) error { return setDuration(&c.TaskPoll, v, 10*time.Millisecond) }},
+	{"redis-url", "REDIS_URL", "", "Redis URL (redis://…); moves the rate limits and the user cache's second tier to Redis, shared by every instance",
+		func(c *config, v string) error {
+			if v != "" && !strings.HasPrefix(v, "redis://") && !strings.HasPrefix(v, "rediss://") && !strings.HasPrefix(v, "unix://") {
+				return errors.New("must start with redis://, rediss:// or unix://")
+			}
+			if _, err := url.Parse(v); err != nil {
+				return errors.New("is not a URL") // url's error would repeat the password
+			}
+			c.RedisURL = v
+			return nil
+		}},
+	{"redis-prefix", "REDIS_PREFIX", "asynckit:", "prefix of every Redis key and channel the server uses, so that services can share one Redis",
+		func(c *config, v string) error {
+			if v == "" || len(v) > 64 || strings.ContainsAny(v, "{} \t\r\n") {
+				return errors.New("must be 1 to 64 characters without braces or white space")
+			}
+			c.RedisPrefix = v
+			return nil
+		}},
+	{"redis-timeout", "REDIS_TIMEOUT", "250ms", "how long a Redis command may take before the server does without it: a rate limit falls back to this instance's share, a user is read from the database",
+		func(c *config, v string) error { return setDuration(&c.RedisTimeout, v, time.Millisecond) }},
 	{"rate-limit", "RATE_LIMIT", "600/min", "requests per client, as N/s, N/min, N/h or N/day",
 		func(c *config, v string) error {
 			lim, err := parseRate(v)
 			c.RateLimit, c.RateLimitText = lim, v
 			return err
+		}},
+	{"rate-limit-replicas", "RATE_LIMIT_REPLICAS", "1", "with Redis, how many instances share RATE_LIMIT: while Redis fails, each admits about 1/N of it on its own",
+		func(c *config, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 1000 {
+				return errors.New("must be a whole number from 1 to 1000")
+			}
+			c.RateReplicas = n
+			return nil
 		}},
 	{"upstreams", "UPSTREAMS", "", "comma-separated URLs that GET /aggregate fans out to (default: the built-in demo upstreams)",
 		func(c *config, v string) error {
@@ -134,10 +185,12 @@ var settings = []setting{
 		func(c *config, v string) error { return setSize(&c.MaxBody, v) }},
 	{"max-upload", "MAX_UPLOAD", "32MiB", "largest file upload",
 		func(c *config, v string) error { return setSize(&c.MaxUpload, v) }},
-	{"upload-space", "UPLOAD_SPACE", "1GiB", "most disk space that uploads waiting for their tasks may take; beyond it an upload is refused with 503",
+	{"upload-space", "UPLOAD_SPACE", "1GiB", "most space that uploads waiting for their tasks may take (with Postgres, all instances' together); beyond it an upload is refused with 503",
 		func(c *config, v string) error { return setSize(&c.UploadSpace, v) }},
-	{"upload-dir", "UPLOAD_DIR", "", "directory for uploaded files awaiting processing (default: a temporary directory removed at exit)",
+	{"upload-dir", "UPLOAD_DIR", "", "directory for uploaded files awaiting processing, with SQLite (default: a temporary directory removed at exit); with Postgres they are kept in the database",
 		func(c *config, v string) error { c.UploadDir = v; return nil }},
+	{"upload-sweep", "UPLOAD_SWEEP", "1m", "with Postgres, how often each instance removes the uploads of tasks that ended without removing them (their instance died)",
+		func(c *config, v string) error { return setDuration(&c.UploadSweep, v, 10*time.Millisecond) }},
 	{"db-max-conns", "DB_MAX_CONNS", "16", "most database connections: the Postgres pool, or SQLite's readers beside its one writer",
 		func(c *config, v string) error {
 			n, err := strconv.Atoi(v)
@@ -165,7 +218,7 @@ var settings = []setting{
 			c.Workers = n
 			return nil
 		}},
-	{"queue-size", "QUEUE_SIZE", "1024", "how many background tasks may wait to run; past it, submissions are refused with 503",
+	{"queue-size", "QUEUE_SIZE", "1024", "how many background tasks may wait to run in memory; past it, submissions are refused with 503 (with Postgres, the database holds them)",
 		func(c *config, v string) error {
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 1 || n > 1<<24 {
@@ -271,6 +324,9 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*con
 			return nil, fmt.Errorf("-%s (%s) %s: %w", s.flag, s.env, s.shown(*values[s.flag]), err)
 		}
 	}
+	if c.RateLimit.Burst < c.RateReplicas {
+		return nil, fmt.Errorf("-rate-limit-replicas (RATE_LIMIT_REPLICAS) %d is larger than the burst of -rate-limit (RATE_LIMIT) %s: an instance's share of it would be nothing", c.RateReplicas, c.RateLimitText)
+	}
 	if c.UploadSpace < c.MaxUpload {
 		return nil, fmt.Errorf("-upload-space (UPLOAD_SPACE) %d is smaller than -max-upload (MAX_UPLOAD) %d: no upload of the largest size could ever be taken", c.UploadSpace, c.MaxUpload)
 	}
@@ -282,7 +338,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*con
 // up in logs.
 func (s setting) shown(value string) string {
 	switch s.env {
-	case "DATABASE_URL":
+	case "DATABASE_URL", "REDIS_URL":
 		return strconv.Quote(redactURL(value))
 	case "UPSTREAMS":
 		list := splitList(value)

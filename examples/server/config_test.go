@@ -46,6 +46,14 @@ func TestConfigDefaults(t *testing.T) {
 	require.Empty(t, c.TrustedProxies)
 	require.Equal(t, "text", c.LogFormat)
 	require.Equal(t, slog.LevelInfo, c.LogLevel)
+	require.Equal(t, "taskqueue", c.TasksSchema)
+	require.Equal(t, 30*time.Second, c.TaskLease)
+	require.Equal(t, 250*time.Millisecond, c.TaskPoll)
+	require.Empty(t, c.RedisURL)
+	require.Equal(t, "asynckit:", c.RedisPrefix)
+	require.Equal(t, 250*time.Millisecond, c.RedisTimeout)
+	require.Equal(t, 1, c.RateReplicas)
+	require.Equal(t, time.Minute, c.UploadSweep)
 }
 
 // TestConfigPrecedence checks that a flag wins over its variable, which
@@ -97,6 +105,15 @@ func TestConfigGoodValues(t *testing.T) {
 		{"DATABASE_URL", "postgresql://u:p@db:5432/app?sslmode=disable", func(t *testing.T, c *config) {
 			require.Equal(t, "postgresql://u:p@db:5432/app?sslmode=disable", c.DatabaseURL)
 		}},
+		{"TASKS_SCHEMA", "Tasks of App", func(t *testing.T, c *config) { require.Equal(t, "Tasks of App", c.TasksSchema) }},
+		{"TASK_LEASE", "2s", func(t *testing.T, c *config) { require.Equal(t, 2*time.Second, c.TaskLease) }},
+		{"TASK_POLL", "50ms", func(t *testing.T, c *config) { require.Equal(t, 50*time.Millisecond, c.TaskPoll) }},
+		{"REDIS_URL", "redis://:p@cache:6379/2", func(t *testing.T, c *config) { require.Equal(t, "redis://:p@cache:6379/2", c.RedisURL) }},
+		{"REDIS_URL", "rediss://cache:6380", func(t *testing.T, c *config) { require.Equal(t, "rediss://cache:6380", c.RedisURL) }},
+		{"REDIS_PREFIX", "shop:", func(t *testing.T, c *config) { require.Equal(t, "shop:", c.RedisPrefix) }},
+		{"REDIS_TIMEOUT", "1s", func(t *testing.T, c *config) { require.Equal(t, time.Second, c.RedisTimeout) }},
+		{"RATE_LIMIT_REPLICAS", "3", func(t *testing.T, c *config) { require.Equal(t, 3, c.RateReplicas) }},
+		{"UPLOAD_SWEEP", "30s", func(t *testing.T, c *config) { require.Equal(t, 30*time.Second, c.UploadSweep) }},
 		{"RATE_LIMIT", "10/h", func(t *testing.T, c *config) {
 			require.Equal(t, ratelimit.Limit{Rate: 10, Period: time.Hour, Burst: 10}, c.RateLimit)
 		}},
@@ -165,6 +182,17 @@ func TestConfigBadValues(t *testing.T) {
 		{"DB_PATH", " ", "file"},
 		{"DATABASE_URL", "mysql://db/app", "postgres://"},
 		{"DATABASE_URL", "postgres://u:p@db:5432/app%zz", "URL"},
+		{"TASKS_SCHEMA", strings.Repeat("s", 64), "1 to 63 bytes"},
+		{"TASK_LEASE", "10ms", "at least 100ms"},
+		{"TASK_POLL", "1ms", "at least 10ms"},
+		{"REDIS_URL", "http://cache:6379", "redis://"},
+		{"REDIS_URL", "redis://u:p@cache:6379/%zz", "URL"},
+		{"REDIS_PREFIX", "{app}:", "braces"},
+		{"REDIS_PREFIX", "my app:", "white space"},
+		{"REDIS_TIMEOUT", "0", "at least 1ms"},
+		{"RATE_LIMIT_REPLICAS", "0", "1 to 1000"},
+		{"RATE_LIMIT_REPLICAS", "three", "1 to 1000"},
+		{"UPLOAD_SWEEP", "soon", "duration"},
 		{"RATE_LIMIT", "0/min", "N at least 1"},
 		{"RATE_LIMIT", "5", "N/s, N/min"},
 		{"RATE_LIMIT", "many/s", "N/s, N/min"},
@@ -219,6 +247,17 @@ func TestConfigBadValues(t *testing.T) {
 	}
 }
 
+// TestConfigReplicasNeedTheirShare checks that RATE_LIMIT_REPLICAS cannot
+// leave an instance's share of RATE_LIMIT empty.
+func TestConfigReplicasNeedTheirShare(t *testing.T) {
+	t.Parallel()
+	_, err := parseConfig(nil, env("RATE_LIMIT", "2/s", "RATE_LIMIT_REPLICAS", "3"), io.Discard)
+	require.ErrorContains(t, err, "RATE_LIMIT_REPLICAS")
+	c, err := parseConfig(nil, env("RATE_LIMIT", "3/s", "RATE_LIMIT_REPLICAS", "3"), io.Discard)
+	require.NoError(t, err)
+	require.Equal(t, 3, c.RateReplicas)
+}
+
 // TestConfigErrorsDoNotRepeatSecrets checks that a bad value's error keeps
 // passwords and keys out of the logs.
 func TestConfigErrorsDoNotRepeatSecrets(t *testing.T) {
@@ -234,6 +273,9 @@ func TestConfigErrorsDoNotRepeatSecrets(t *testing.T) {
 	require.Error(t, err)
 	require.NotContains(t, err.Error(), "hunter2")
 	require.Contains(t, err.Error(), `"ftp://agg:xxxxx@b.example/" is not an absolute http(s) URL`)
+	_, err = parseConfig(nil, env("REDIS_URL", "redis://app:hunter2@cache/0%zz"), io.Discard)
+	require.Error(t, err)
+	require.NotContains(t, err.Error(), "hunter2")
 	_, err = parseConfig(nil, env("CURSOR_KEY", "hunter2-hunter2"), io.Discard)
 	require.Error(t, err)
 	require.NotContains(t, err.Error(), "hunter2")

@@ -46,18 +46,29 @@ const (
 var errHubClosed = errors.New("event hub closed")
 
 // eventHub keeps an event log for each task it follows: the distinct
-// Infos the task went through, each under an event id from one counter
-// shared by all tasks. An event stream replays the log after the id its
-// client last saw and then waits for more, so a client that reconnects
-// with Last-Event-ID misses nothing and sees nothing twice.
+// Infos the task went through, each under its Version as event id. An
+// event stream replays the log after the id its client last saw and then
+// waits for more, so a client that reconnects with Last-Event-ID misses
+// nothing and sees nothing twice.
 //
-// The counter starts at the hub's creation time in microseconds, so ids
-// keep growing across restarts of the server (unless a process made more
-// events than it lived microseconds) and stay below 2^53, exact in
-// JavaScript.
+// The Version is counted by the task's store, so it means the same on
+// every instance that shares it: a client that reconnects to another
+// instance (behind a load balancer, say) with the id it last saw gets the
+// states after it that this instance has logged. Each event holds the
+// whole Info, and the stream always ends with the terminal one, so what a
+// client may miss that way is intermediate progress, never the outcome:
+// an instance logs a task from when it begins to follow it (its first
+// stream, or, with tasks in memory, its submission), and with Postgres it
+// sees what other instances do to the task by re-reading it every
+// TASK_POLL, so it may skip progress that came and went in between, as a
+// slow reader of Runner.Subscribe does. It never repeats a state, nor
+// shows one older than a state it has shown.
 //
 // A follower goroutine per unfinished task reads Runner.Subscribe into the
-// log. Everything is bounded: at most maxTasks logs and maxBytes of Infos
+// log. With Postgres, where a follower costs a query every TASK_POLL, a
+// task is followed only while a stream reads its log (idleStop): the last
+// stream to end stops the follower, and the next to begin starts another.
+// Everything is bounded: at most maxTasks logs and maxBytes of Infos
 // (past either, the log of the task that finished first is dropped, else
 // the least recently used one and its follower), at most maxEvents events
 // per log (the oldest dropped; each event holds the whole Info, so a
@@ -68,6 +79,7 @@ var errHubClosed = errors.New("event hub closed")
 type eventHub struct {
 	runner    *taskqueue.Runner
 	log       *slog.Logger
+	idleStop  bool // stop following a task that no stream reads
 	maxTasks  int
 	maxEvents int
 	maxBytes  int
@@ -79,7 +91,6 @@ type eventHub struct {
 
 	mu     sync.Mutex
 	closed bool
-	lastID uint64               // the last event id given
 	bytes  int                  // the length of every event's data
 	logs   map[string]*eventLog // by task id
 	live   list.List            // unfinished logs, least recently used first
@@ -96,6 +107,8 @@ type eventLog struct {
 	// following is true while a follower goroutine feeds the log.
 	following bool
 	stop      context.CancelFunc // stops the follower
+	feeder    uint64             // which follower feeds it: each one started counts one more
+	streams   int                // the streams reading it
 	// dropped is true once the log has left the hub; streams reading it end.
 	dropped bool
 	elem    *list.Element // in live or done
@@ -103,14 +116,14 @@ type eventLog struct {
 
 // taskEvent is one event of a task's log.
 type taskEvent struct {
-	id    uint64
+	id    uint64 // the Info's Version
 	data  []byte // the Info as JSON
 	final bool   // the task's terminal Info
 }
 
-func newEventHub(r *taskqueue.Runner, log *slog.Logger) *eventHub {
-	h := &eventHub{runner: r, log: log, maxTasks: hubMaxTasks, maxEvents: hubMaxEvents, maxBytes: hubMaxBytes, keep: hubKeepFinished,
-		logs: map[string]*eventLog{}, lastID: uint64(time.Now().UnixMicro())}
+func newEventHub(r *taskqueue.Runner, log *slog.Logger, idleStop bool) *eventHub {
+	h := &eventHub{runner: r, log: log, idleStop: idleStop, maxTasks: hubMaxTasks, maxEvents: hubMaxEvents, maxBytes: hubMaxBytes, keep: hubKeepFinished,
+		logs: map[string]*eventLog{}}
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	return h
 }
@@ -139,15 +152,45 @@ func (h *eventHub) follow(id string) (*eventLog, error) {
 	if l.finished.IsZero() && !l.following {
 		ctx, stop := context.WithCancel(h.ctx)
 		l.following, l.stop = true, stop
+		l.feeder++
 		h.wg.Add(1)
-		go h.feed(ctx, l)
+		go h.feed(ctx, l, l.feeder)
 	}
 	return l, nil
 }
 
+// stream is follow for an event stream, which calls the returned func when
+// it ends.
+func (h *eventHub) stream(id string) (*eventLog, func(), error) {
+	l, err := h.follow(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	h.mu.Lock()
+	l.streams++
+	h.mu.Unlock()
+	return l, func() { h.unstream(l) }, nil
+}
+
+// unstream counts a stream of l out, and with idleStop stops l's follower
+// when it was the last.
+func (h *eventHub) unstream(l *eventLog) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	l.streams--
+	if h.idleStop && l.streams == 0 && l.following {
+		l.stop()
+		// The next stream starts a follower of its own at once; this one's
+		// ending must not then touch the log.
+		l.following, l.stop = false, nil
+		l.feeder++
+	}
+}
+
 // feed appends the task's Infos to l until the task finishes, the log is
-// dropped, the hub closes or the runner shuts down.
-func (h *eventHub) feed(ctx context.Context, l *eventLog) {
+// dropped, the hub closes, the runner shuts down or, with idleStop, no
+// stream reads the log any more. feeder is the follower's number.
+func (h *eventHub) feed(ctx context.Context, l *eventLog, feeder uint64) {
 	defer h.wg.Done()
 	ch, err := h.runner.Subscribe(ctx, l.task)
 	if err != nil {
@@ -161,6 +204,9 @@ func (h *eventHub) feed(ctx context.Context, l *eventLog) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if l.feeder != feeder {
+		return // stopped by unstream, and perhaps replaced
+	}
 	l.following = false
 	if l.stop != nil {
 		l.stop()
@@ -170,7 +216,8 @@ func (h *eventHub) feed(ctx context.Context, l *eventLog) {
 	}
 }
 
-// append logs info as l's next event, unless it is the same as the last.
+// append logs info as l's next event, unless l has had its state or a
+// newer one.
 func (h *eventHub) append(l *eventLog, info taskqueue.Info) {
 	data, err := json.Marshal(info)
 	if err != nil { // cannot happen: an Info from the runner marshals
@@ -182,11 +229,10 @@ func (h *eventHub) append(l *eventLog, info taskqueue.Info) {
 	if l.dropped || !l.finished.IsZero() {
 		return
 	}
-	if n := len(l.events); n > 0 && bytes.Equal(l.events[n-1].data, data) {
+	if n := len(l.events); n > 0 && l.events[n-1].id >= uint64(info.Version) {
 		return
 	}
-	h.lastID++
-	ev := taskEvent{id: h.lastID, data: data, final: info.Status.Terminal()}
+	ev := taskEvent{id: uint64(info.Version), data: data, final: info.Status.Terminal()}
 	l.events = append(l.events, ev)
 	l.bytes += len(data)
 	h.bytes += len(data)
@@ -288,15 +334,10 @@ const (
 )
 
 // since returns l's events with ids above after, the channel closed at its
-// next change, and its state. An after that this hub never gave (it is
-// above every id given) is taken as 0, so a client that kept an id from
-// elsewhere gets the whole log rather than nothing.
+// next change, and its state.
 func (h *eventHub) since(l *eventLog, after uint64) ([]taskEvent, <-chan struct{}, logState) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if after > h.lastID {
-		after = 0
-	}
 	h.touch(l)
 	i := len(l.events)
 	for i > 0 && l.events[i-1].id > after {
@@ -353,9 +394,12 @@ func lastEventID(r *http.Request) (uint64, error) {
 func (s *server) eventRoutes(a *api) {
 	handleRaw(a, op{Pattern: "GET /tasks/{id}/events", ID: "taskEvents", Tag: "tasks", Summary: "Follow a task as server-sent events",
 		Description: "A text/event-stream (for EventSource). It begins with `retry: 2000`; then each change of the task is an event `progress` whose data is the task (as GET /tasks/{id} answers it), " +
-			"and its final state is one event `done`, after which the stream ends. Every event has a numeric id, strictly increasing. " +
+			"and its final state is one event `done`, after which the stream ends. Every event's id is the task's version, strictly increasing. " +
 			"A client that reconnects with Last-Event-ID (or ?lastEventId=) gets every event after that one, without gaps or repeats, " +
 			"for as long as the server keeps the task's events (10 minutes after it finishes, the last 256 events of each task). " +
+			"The version means the same on every instance of the service: a client that reconnects to another instance resumes after the same event, " +
+			"though that instance may not have seen every intermediate progress event of a task that runs elsewhere (it reads the task every TASK_POLL); " +
+			"it never repeats an event, nor sends an older state after a newer one, and always ends with `done`. " +
 			"A comment `: ping` is sent when the stream has been idle for a while (SSE_PING, 15 s by default), so that proxies keep it open. " +
 			"A client that reconnects after `done` is answered 204, which tells EventSource to stop. The stream also ends when the server shuts down; reconnect then.",
 		Params: []param{taskParam,
@@ -379,17 +423,30 @@ func (s *server) taskEvents(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.log, err)
 		return
 	}
-	if _, err := s.tasks.Get(r.Context(), id); err != nil {
+	info, err := s.tasks.Get(r.Context(), id)
+	if err != nil {
 		writeError(w, r, s.log, taskProblem(err, id))
 		return
 	}
-	l, err := s.events.follow(id)
+	if after > uint64(info.Version) {
+		// No state the task has had: the client kept an id from elsewhere,
+		// and gets the whole log rather than nothing. An id this instance
+		// has not logged yet but the task has had (another instance sent
+		// it) is kept: the stream resumes after it.
+		after = 0
+	}
+	if info.Status.Terminal() && after == uint64(info.Version) {
+		w.WriteHeader(http.StatusNoContent) // the client has had done, from this instance or another
+		return
+	}
+	l, done, err := s.events.stream(id)
 	if err != nil {
 		p := newProblem(probUnavailable, "the server is shutting down")
 		p.retryAfter = time.Second
 		writeProblem(w, r, p)
 		return
 	}
+	defer done()
 	evs, changed, state := s.events.since(l, after)
 	if state == logFinished && len(evs) == 0 {
 		w.WriteHeader(http.StatusNoContent)

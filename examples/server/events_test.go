@@ -221,7 +221,7 @@ func TestEventHubBounds(t *testing.T) {
 		}
 	})
 
-	h := newEventHub(r, slog.New(slog.DiscardHandler))
+	h := newEventHub(r, slog.New(slog.DiscardHandler), false)
 	h.maxTasks, h.maxEvents = 3, 4
 	t.Cleanup(h.close)
 	submit := func(key string) (string, *eventLog) {
@@ -362,6 +362,51 @@ func TestEventHubBounds(t *testing.T) {
 		logs, events, _ := h.size()
 		require.Equal(t, 1, logs)
 		require.Equal(t, 1, events)
+	})
+	t.Run("with idleStop a task is followed only while a stream reads its log", func(t *testing.T) {
+		idle := newEventHub(r, slog.New(slog.DiscardHandler), true)
+		defer idle.close()
+		info, err := r.Submit(context.Background(), "step", "g")
+		require.NoError(t, err)
+		latest := func(l *eventLog, ok func(taskqueue.Info) bool) taskqueue.Info {
+			t.Helper()
+			timeout := time.After(10 * time.Second)
+			for {
+				evs, changed, _ := idle.since(l, 0)
+				if n := len(evs); n > 0 {
+					var info taskqueue.Info
+					require.NoError(t, json.Unmarshal(evs[n-1].data, &info))
+					if ok(info) {
+						return info
+					}
+				}
+				select {
+				case <-changed:
+				case <-timeout:
+					t.Fatalf("the log did not get there: %d events", len(evs))
+				}
+			}
+		}
+		following := func(l *eventLog) bool {
+			idle.mu.Lock()
+			defer idle.mu.Unlock()
+			return l.following
+		}
+		l, done, err := idle.stream(info.ID)
+		require.NoError(t, err)
+		first := latest(l, running(0))
+		done()
+		require.False(t, following(l), "the last stream stopped the follower")
+		feed("g") <- 5
+		l2, done2, err := idle.stream(info.ID)
+		require.NoError(t, err)
+		require.Same(t, l, l2, "the log is kept")
+		require.True(t, following(l2))
+		got := latest(l2, running(5))
+		require.Greater(t, got.Version, first.Version)
+		close(feed("g"))
+		latest(l2, finished)
+		done2()
 	})
 	t.Run("close stops every follower; follow then fails", func(t *testing.T) {
 		h.close()

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"log/slog"
 	"mime"
 	"mime/multipart"
 	"net"
@@ -19,10 +18,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
-	"path/filepath"
 	"reflect"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -56,161 +52,95 @@ const (
 	callbackDrain = 64 << 10
 )
 
-// uploads holds the files waiting for their file tasks, and what must
-// happen when each task ends. An entry lives only while its task does:
-// it is made when the task is submitted and taken when the task finishes,
-// so there are never more than the runner holds unfinished tasks.
-type uploads struct {
-	dir  string
-	temp bool // dir was made at start and is removed at close
-	log  *slog.Logger
-
-	// mu is held across Submit and the making of the task's entry, so that
-	// a task that finishes at once finds its entry.
-	mu      sync.Mutex
-	pending map[string]upload // by task id
-
-	// space bounds the bytes of the files in dir, which used counts: each
-	// write of an upload reserves its bytes first, and a file's removal
-	// gives its size back.
-	space int64
-	used  atomic.Int64
+// fileStore keeps uploaded files until their file tasks end, and what
+// must happen then. diskFiles keeps them in UPLOAD_DIR for the single
+// instance that runs on SQLite; pgFiles keeps them in Postgres, where the
+// instances that share the database all reach them.
+type fileStore interface {
+	// create starts an upload that its request must finish by deadline.
+	create(ctx context.Context, deadline time.Time) (upload, error)
+	// open returns the file of upload id and its size, for its task to
+	// read; errFileGone when there is none.
+	open(ctx context.Context, id string) (io.ReadCloser, int64, error)
+	// release removes upload id, gives its space back, and calls then with
+	// its callback URL ("" for none); for an upload already removed it
+	// does nothing, so of several releases of one upload one calls then.
+	release(ctx context.Context, id string, then func(ctx context.Context, callback string) error) error
+	// limit is the most bytes the uploads may hold together.
+	limit() int64
+	// where says where files live, for the startup line.
+	where() string
+	// start starts background work, which close stops.
+	start()
+	close()
 }
 
-// upload is a file waiting for its task, and where to send the task's
-// final state.
-type upload struct {
-	path     string
-	callback string
+// upload is a file being received: its writes reserve their bytes in the
+// store's space first (errNoSpace past it).
+type upload interface {
+	io.Writer
+	id() string
+	// submit completes the upload: it submits the file task through
+	// submit, which gets the upload's id, and records callback for when
+	// the task ends. Once it succeeds, the task owns the upload.
+	submit(ctx context.Context, callback string, submit func(ctx context.Context, id string) (taskqueue.Info, error)) (taskqueue.Info, error)
+	// discard removes the upload, unless its task owns it.
+	discard()
 }
 
-// newUploads prepares the upload directory: dir, made if need be, or when
-// dir is empty a temporary directory that close removes. Files a previous
-// process left in dir are removed: their tasks lived in that process's
-// memory, so nothing would ever process them, and they would hold space.
-func newUploads(dir string, space int64, log *slog.Logger) (*uploads, error) {
-	u := &uploads{dir: dir, log: log, pending: map[string]upload{}, space: space}
-	if dir == "" {
-		d, err := os.MkdirTemp("", "asynckit-uploads-")
-		if err != nil {
-			return nil, fmt.Errorf("upload directory: %w", err)
-		}
-		u.dir, u.temp = d, true
-		return u, nil
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("upload directory: %w", err)
-	}
-	left, err := filepath.Glob(filepath.Join(dir, "upload-*"))
-	if err != nil {
-		return nil, fmt.Errorf("upload directory: %w", err)
-	}
-	for _, path := range left {
-		u.remove(path)
-	}
-	if len(left) > 0 {
-		log.Info("removed uploads left by an earlier process", "dir", dir, "files", len(left))
-	}
-	u.used.Store(0)
-	return u, nil
-}
-
-// submit submits a file task for the file at path and records it.
-func (u *uploads) submit(ctx context.Context, r *taskqueue.Runner, path, callback string) (taskqueue.Info, error) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	info, err := r.Submit(ctx, kindFile, filePayload{File: filepath.Base(path)})
-	if err == nil {
-		u.pending[info.ID] = upload{path: path, callback: callback}
-	}
-	return info, err
-}
-
-// take removes and returns the entry of task id.
-func (u *uploads) take(id string) (upload, bool) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	up, ok := u.pending[id]
-	delete(u.pending, id)
-	return up, ok
-}
-
-// remove deletes the file at path; one already gone is no error.
-func (u *uploads) remove(path string) {
-	st, statErr := os.Stat(path)
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		u.log.Warn("cannot remove uploaded file", "path", path, "err", err)
-		return
-	}
-	if statErr == nil {
-		u.used.Add(-st.Size())
-	}
-}
+// errFileGone is returned by fileStore.open for an upload that is not there.
+var errFileGone = errors.New("the uploaded file is gone")
 
 // errNoSpace is returned by a write to an upload past the space uploads
 // may take.
 var errNoSpace = errors.New("upload space full")
 
-// budgeted is a file being uploaded, whose writes reserve their bytes in
-// the uploads' space before they are made.
-type budgeted struct {
-	f *os.File
-	u *uploads
+// newFileStore returns the store of uploads for the server's database.
+func (s *server) newFileStore(ctx context.Context) (fileStore, error) {
+	if s.store.dialect != "postgres" {
+		return newDiskFiles(s.cfg.UploadDir, s.cfg.UploadSpace, s.log)
+	}
+	p := &pgFiles{db: s.store.db, tasks: s.tasks, log: s.log, space: s.cfg.UploadSpace, every: s.cfg.UploadSweep, finished: s.releaseFile}
+	p.ctx, p.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	return p, nil
 }
 
-func (b budgeted) Write(p []byte) (int, error) {
-	if b.u.used.Add(int64(len(p))) > b.u.space {
-		b.u.used.Add(-int64(len(p)))
-		return 0, errNoSpace
-	}
-	n, err := b.f.Write(p)
-	b.u.used.Add(int64(n - len(p))) // give back what was not written
-	return n, err
-}
-
-// close removes the files of the tasks that never ended (the in-memory
-// queue ends with the process, so nothing will process them), and the
-// upload directory if it was made at start. Call it once the runner has
-// stopped.
-func (u *uploads) close() {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	for id, up := range u.pending {
-		u.remove(up.path)
-		delete(u.pending, id)
-	}
-	if u.temp {
-		if err := os.RemoveAll(u.dir); err != nil {
-			u.log.Warn("cannot remove the upload directory", "dir", u.dir, "err", err)
-		}
-	}
-}
-
-// fileFinished gives back the file of a file task that ended, however it
-// ended, and has the task's final state sent to its callback_url, if it
-// has one, by a callback task, which retries with backoff.
+// fileFinished is called when a file task ends, however it ends, on the
+// instance that sees it end: the task's upload is removed and its final
+// state sent to its callback_url, if it has one, by a callback task, which
+// retries with backoff.
 func (s *server) fileFinished(info taskqueue.Info) {
-	up, ok := s.uploads.take(info.ID)
-	if !ok {
-		return
-	}
-	s.uploads.remove(up.path)
-	if up.callback == "" {
-		return
-	}
-	body, err := json.Marshal(info)
-	if err == nil {
-		_, err = s.tasks.Submit(context.Background(), kindCallback, callbackPayload{URL: up.callback, Info: body},
-			taskqueue.MaxAttempts(callbackAttempts), taskqueue.Timeout(callbackTimeout))
-	}
-	if err != nil {
-		s.log.Error("callback not sent", "task", info.ID, "url", up.callback, "err", err)
+	ctx, cancel := context.WithTimeout(context.Background(), fileOpTimeout)
+	defer cancel()
+	if err := s.releaseFile(ctx, info); err != nil {
+		s.log.Error("cannot remove a finished task's upload, nor send its callback; a sweep will", "task", info.ID, "upload", info.UniqueKey, "err", err)
 	}
 }
 
-// filePayload is the payload of a file task.
+// releaseFile removes the upload of file task info, which has ended, and
+// submits its callback task; with Postgres, both in one transaction.
+func (s *server) releaseFile(ctx context.Context, info taskqueue.Info) error {
+	return s.files.release(ctx, info.UniqueKey, func(ctx context.Context, callback string) error {
+		if callback == "" {
+			return nil
+		}
+		body, err := json.Marshal(info)
+		if err != nil {
+			return err
+		}
+		_, err = s.tasks.Submit(ctx, kindCallback, callbackPayload{URL: callback, Info: body},
+			taskqueue.MaxAttempts(callbackAttempts), taskqueue.Timeout(callbackTimeout))
+		if err != nil {
+			return fmt.Errorf("callback to %s not sent: %w", callback, err)
+		}
+		return nil
+	})
+}
+
+// filePayload is the payload of a file task. The task's UniqueKey is its
+// upload's id too, so that the Info its OnFinish gets names the upload.
 type filePayload struct {
-	File string `json:"file"` // the file's name in the upload directory
+	File string `json:"file"` // the upload's id
 }
 
 // fileResult is the result of a file task.
@@ -225,28 +155,25 @@ type fileResult struct {
 // runFile is the handler of file tasks: it reads the file once, in 64 KiB
 // chunks, and reports progress by bytes read.
 func (s *server) runFile(ctx context.Context, job *taskqueue.Job, p filePayload) (fileResult, error) {
-	if p.File == "" || p.File != filepath.Base(p.File) {
-		return fileResult{}, taskqueue.Permanent(fmt.Errorf("bad file name %q", p.File))
+	f, size, err := s.files.open(ctx, p.File)
+	if errors.Is(err, errFileGone) {
+		return fileResult{}, taskqueue.Permanent(err)
 	}
-	f, err := os.Open(filepath.Join(s.uploads.dir, p.File))
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return fileResult{}, taskqueue.Permanent(errors.New("the uploaded file is gone"))
-		}
 		return fileResult{}, err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return fileResult{}, err
-	}
-	return analyse(ctx, f, func(read int64) {
+	res, err := analyse(ctx, f, func(read int64) {
 		pct := 100
-		if st.Size() > 0 {
-			pct = int(read * 100 / st.Size())
+		if size > 0 {
+			pct = int(read * 100 / size)
 		}
-		_ = job.Progress(min(pct, 100), fmt.Sprintf("%d of %d bytes read", read, st.Size()))
+		_ = job.Progress(min(pct, 100), fmt.Sprintf("%d of %d bytes read", read, size))
 	})
+	if errors.Is(err, errFileGone) {
+		return fileResult{}, taskqueue.Permanent(err)
+	}
+	return res, err
 }
 
 // analyse reads r to its end in chunks of fileChunk bytes, calling
@@ -401,9 +328,10 @@ var uploadForm = &schema{Type: "object", Required: []string{"file"}, AdditionalP
 
 func (s *server) fileRoutes(a *api) {
 	handleRaw(a, op{Pattern: "POST /files", ID: "uploadFile", Tag: "tasks", Summary: "Upload a file to analyse",
-		Description: "A multipart/form-data body with the field file and, optionally, callback_url, in any order. The file is streamed to disk, " +
+		Description: "A multipart/form-data body with the field file and, optionally, callback_url, in any order. The file is streamed to storage (UPLOAD_DIR with SQLite; with Postgres, the database, where the task can read it on any instance), " +
 			"and a task of kind file reads it and finds its SHA-256, size, lines, words and gzipped size (result {\"sha256\", \"bytes\", \"lines\", \"words\", \"gzip_bytes\"}). " +
-			"Answers at once with the task; follow it with GET /tasks/{id} or its events. The file is deleted when the task ends. " +
+			"Answers at once with the task; follow it with GET /tasks/{id} or its events. The file is deleted when the task ends " +
+			"(with Postgres, within UPLOAD_SWEEP of it when the task ended without its instance seeing it: a rescue that failed it after its instance died). " +
 			"With callback_url, the task as it ended is POSTed there as JSON, with the delivery's id in Idempotency-Key; " +
 			"an answer other than 2xx is retried with backoff, up to 5 attempts of 10 seconds each (a 4xx other than 408, 425 and 429 is not retried). " +
 			"Callbacks to loopback, private and other internal addresses are refused unless CALLBACK_PRIVATE=true. " +
@@ -429,8 +357,8 @@ func (s *server) uploadFile(w http.ResponseWriter, r *http.Request) {
 }
 
 // receiveUpload reads the multipart body of r part by part, streaming the
-// file to the upload directory, and submits its task. On any error the
-// file is removed.
+// file to the store of uploads, and submits its task. On any error the
+// upload is removed.
 func (s *server) receiveUpload(w http.ResponseWriter, r *http.Request) (taskqueue.Info, error) {
 	ct := r.Header.Get("Content-Type")
 	mt, params, err := mime.ParseMediaType(ct)
@@ -445,18 +373,19 @@ func (s *server) receiveUpload(w http.ResponseWriter, r *http.Request) (taskqueu
 	}
 	limit := s.cfg.MaxUpload
 	body := http.MaxBytesReader(w, r.Body, limit+uploadFraming)
-	closing := &closingWatcher{r: &deadlineReader{r: body, rc: http.NewResponseController(w),
-		end: time.Now().Add(time.Minute + time.Duration(limit/uploadMinRate)*time.Second)},
+	end := time.Now().Add(time.Minute + time.Duration(limit/uploadMinRate)*time.Second)
+	closing := &closingWatcher{r: &deadlineReader{r: body, rc: http.NewResponseController(w), end: end},
 		delim: []byte("--" + params["boundary"] + "--")}
 	mr := multipart.NewReader(closing, params["boundary"])
 
 	var (
-		path, callback string
-		seen           = map[string]bool{}
+		up       upload
+		callback string
+		seen     = map[string]bool{}
 	)
 	defer func() {
-		if path != "" {
-			s.uploads.remove(path) // handed to the task below unless something failed
+		if up != nil {
+			up.discard() // a no-op once the task below owns it
 		}
 	}()
 	for {
@@ -480,7 +409,10 @@ func (s *server) receiveUpload(w http.ResponseWriter, r *http.Request) (taskqueu
 		seen[name] = true
 		switch name {
 		case "file":
-			path, err = s.saveUpload(part, limit)
+			// The request has until end to send the file, and then
+			// uploadAnswer to submit its task: past both, with a margin, a
+			// sweep may take the upload for one whose instance died.
+			up, err = s.saveUpload(r.Context(), part, limit, end.Add(uploadAnswer+time.Minute))
 		case "callback_url":
 			callback, err = readCallbackURL(part)
 		default:
@@ -491,44 +423,66 @@ func (s *server) receiveUpload(w http.ResponseWriter, r *http.Request) (taskqueu
 			return taskqueue.Info{}, err
 		}
 	}
-	if path == "" {
+	if up == nil {
 		return taskqueue.Info{}, invalid(fieldError{Field: "file", Message: "is required"})
 	}
-	info, err := s.uploads.submit(r.Context(), s.tasks, path, callback)
+	info, err := up.submit(r.Context(), callback, func(ctx context.Context, id string) (taskqueue.Info, error) {
+		return s.tasks.Submit(ctx, kindFile, filePayload{File: id}, taskqueue.UniqueKey(id))
+	})
+	if errors.Is(err, errNoSpace) {
+		return taskqueue.Info{}, uploadSpaceProblem(s.files.limit())
+	}
 	if err != nil {
 		return taskqueue.Info{}, submitProblem(err)
 	}
-	path = "" // the task owns it now
-	s.events.follow(info.ID)
+	s.followNew(info.ID)
 	return info, nil
 }
 
-// saveUpload streams the file part to a new file in the upload directory
-// and returns its path. A file larger than limit is a 413, and nothing is
-// left on disk when it fails.
-func (s *server) saveUpload(part *multipart.Part, limit int64) (string, error) {
-	f, err := os.CreateTemp(s.uploads.dir, "upload-*")
+// errStoreUpload marks a failure to store an upload: the server's fault,
+// not the client's.
+var errStoreUpload = errors.New("store upload")
+
+// saveUpload streams the file part to a new upload and returns it. A file
+// larger than limit is a 413, and nothing is left stored when it fails.
+func (s *server) saveUpload(ctx context.Context, part *multipart.Part, limit int64, deadline time.Time) (upload, error) {
+	up, err := s.files.create(ctx, deadline)
 	if err != nil {
-		return "", fmt.Errorf("store upload: %w", err)
+		return nil, fmt.Errorf("%w: %w", errStoreUpload, err)
 	}
-	n, err := io.Copy(budgeted{f, s.uploads}, io.LimitReader(part, limit+1))
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+	n, err := io.Copy(storeWriter{up}, io.LimitReader(part, limit+1))
 	if err == nil && n > limit {
 		err = newProblem(probTooLarge, "the file is larger than %d bytes", limit)
 	}
-	if errors.Is(err, errNoSpace) {
-		s.uploads.remove(f.Name())
-		p := newProblem(probUploadSpace, "the files waiting to be processed take all %d bytes uploads may use", s.uploads.space)
-		p.retryAfter = 5 * time.Second
-		return "", p
+	switch {
+	case err == nil:
+		return up, nil
+	case errors.Is(err, errNoSpace):
+		err = uploadSpaceProblem(s.files.limit())
+	case !errors.Is(err, errStoreUpload):
+		err = uploadProblem(err, limit)
 	}
-	if err != nil {
-		s.uploads.remove(f.Name())
-		return "", uploadProblem(err, limit)
+	up.discard()
+	return nil, err
+}
+
+// uploadSpaceProblem is the 503 of an upload past UPLOAD_SPACE.
+func uploadSpaceProblem(space int64) error {
+	p := newProblem(probUploadSpace, "the files waiting to be processed take all %d bytes uploads may use", space)
+	p.retryAfter = 5 * time.Second
+	return p
+}
+
+// storeWriter marks the errors of an upload's writes, other than
+// errNoSpace, as the server's.
+type storeWriter struct{ w io.Writer }
+
+func (s storeWriter) Write(p []byte) (int, error) {
+	n, err := s.w.Write(p)
+	if err != nil && !errors.Is(err, errNoSpace) {
+		err = fmt.Errorf("%w: %w", errStoreUpload, err)
 	}
-	return f.Name(), nil
+	return n, err
 }
 
 // readCallbackURL reads and checks the callback_url part: an absolute
@@ -564,8 +518,8 @@ func uploadProblem(err error, limit int64) error {
 		return newProblem(probTooLarge, "the upload is larger than %d bytes", limit)
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return newProblem(probBadRequest, "the upload was too slow")
-	case errors.As(err, new(*fs.PathError)):
-		return fmt.Errorf("store upload: %w", err) // the disk's fault, not the client's
+	case errors.Is(err, errStoreUpload), errors.As(err, new(*fs.PathError)):
+		return err // the store's fault, not the client's
 	}
 	return newProblem(probBadRequest, "the multipart body could not be read: %v", err)
 }

@@ -6,8 +6,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
@@ -61,10 +63,14 @@ func (ts *testServer) upload(t *testing.T, parts ...part) *response {
 	return ts.do("POST", "/files", body, "Content-Type", ct)
 }
 
-// uploadedFiles lists what the upload directory holds.
+// uploadedFiles lists what the upload directory holds (nothing when it
+// was never made).
 func (ts *testServer) uploadedFiles(t *testing.T) []string {
 	t.Helper()
 	entries, err := os.ReadDir(ts.env["UPLOAD_DIR"])
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
 	require.NoError(t, err)
 	var names []string
 	for _, e := range entries {

@@ -91,8 +91,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		log.Error("server failed to start", "err", serveErr)
 	} else {
 		log.Info("asynckit example server listening", "addr", "http://"+ln.Addr().String(),
-			"database", s.store.where, "tasks", s.tasksWhere, "cache", "memory",
-			"rate_limit", cfg.RateLimitText+" per client, in memory", "docs", baseURL(ln.Addr())+"/docs")
+			"database", s.store.where, "tasks", s.tasksWhere, "files", s.files.where(), "cache", s.users.where,
+			"rate_limit", cfg.RateLimitText+" per client, "+s.limitsWhere, "docs", baseURL(ln.Addr())+"/docs")
 		if ready != nil {
 			ready(ln.Addr().String())
 		}

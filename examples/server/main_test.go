@@ -67,8 +67,10 @@ type testServer struct {
 }
 
 // startServer starts the server with the environment a test needs on top
-// of the defaults below, on database db ("sqlite" or "postgres"), and
-// stops it, checking that it shut down cleanly, when the test ends.
+// of the defaults below, on database db ("sqlite" or "postgres", which
+// gets a fresh schema of its own; "" for whatever env says), and stops it,
+// checking that it shut down cleanly, when the test ends. A DATABASE_URL
+// gets the task queue in its own schema, unless env names TASKS_SCHEMA.
 func startServer(t *testing.T, db string, env map[string]string) *testServer {
 	t.Helper()
 	vars := map[string]string{
@@ -83,6 +85,9 @@ func startServer(t *testing.T, db string, env map[string]string) *testServer {
 	}
 	for k, v := range env {
 		vars[k] = v
+	}
+	if u := vars["DATABASE_URL"]; u != "" && env["TASKS_SCHEMA"] == "" {
+		vars["TASKS_SCHEMA"] = urlSchema(t, u) // the task queue of this test's own
 	}
 	logs := &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -137,6 +142,47 @@ func postgresURL(t *testing.T) string {
 	q.Set("search_path", cfg.RuntimeParams["search_path"])
 	u.RawQuery = q.Encode()
 	return u.String()
+}
+
+// urlSchema returns the search_path of a DATABASE_URL that postgresURL
+// made: the test's schema.
+func urlSchema(t *testing.T, raw string) string {
+	u, err := url.Parse(raw)
+	require.NoError(t, err)
+	schema := u.Query().Get("search_path")
+	require.NotEmpty(t, schema, "%s has no search_path", raw)
+	return schema
+}
+
+// startCluster starts n servers on clusterEnv(t, redis, env): n instances
+// of one service, each on its own listener and with its own UPLOAD_DIR,
+// as behind a load balancer.
+func startCluster(t *testing.T, n int, redis bool, env map[string]string) []*testServer {
+	t.Helper()
+	shared := clusterEnv(t, redis, env)
+	servers := make([]*testServer, n)
+	for i := range servers {
+		servers[i] = startServer(t, "", shared)
+	}
+	return servers
+}
+
+// clusterEnv returns the environment of instances that share one Postgres
+// schema (and so one task queue) and, when redis is set, one Redis key
+// prefix, with env on top.
+func clusterEnv(t *testing.T, redis bool, env map[string]string) map[string]string {
+	t.Helper()
+	shared := map[string]string{"DATABASE_URL": postgresURL(t)}
+	if redis {
+		_, prefix := testenv.Redis(t)
+		shared["REDIS_URL"] = os.Getenv(testenv.EnvRedis)
+		shared["REDIS_PREFIX"] = prefix
+	}
+	for k, v := range env {
+		shared[k] = v
+	}
+	shared["TASKS_SCHEMA"] = urlSchema(t, shared["DATABASE_URL"])
+	return shared
 }
 
 // loadDocument fetches /openapi.json and checks that it is a valid OpenAPI

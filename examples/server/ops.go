@@ -1,9 +1,12 @@
 package main
 
 import (
+	"context"
+	"fmt"
 	"net/http"
 	"reflect"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -36,8 +39,9 @@ func (s *server) opsRoutes(a *api) {
 	handleJSON(a, op{Pattern: "GET /healthz", ID: "healthz", Tag: "ops", Ops: true, Summary: "Liveness: answers while the process runs"},
 		http.StatusOK, func(*call, *none) (health, error) { return health{Status: "ok"}, nil })
 	handleRaw(a, op{Pattern: "GET /readyz", ID: "readyz", Tag: "ops", Ops: true, Summary: "Readiness: whether the dependencies answer",
-		Description: "503, naming the failing part, while the database does not answer or the server is shutting down.",
-		Status:      http.StatusOK, Response: &content{MediaType: "application/json", Type: reflect.TypeFor[health]()},
+		Description: "503, naming the failing part, while the database or Redis (when REDIS_URL is set) does not answer, or the server is shutting down. " +
+			"The service still answers without Redis (limits fall back to each instance's share, users are read from the database): the 503 tells the operator, not the clients.",
+		Status: http.StatusOK, Response: &content{MediaType: "application/json", Type: reflect.TypeFor[health]()},
 		Problems: []kind{probNotReady}},
 		s.readyz)
 	handleJSON(a, op{Pattern: "GET /db-pool-status", ID: "dbPoolStatus", Tag: "ops", Ops: true, Summary: "The database connection pool's statistics"},
@@ -48,7 +52,7 @@ func (s *server) opsRoutes(a *api) {
 				MaxIdleClosed: st.MaxIdleClosed, MaxIdleTimeClosed: st.MaxIdleTimeClosed, MaxLifetimeClosed: st.MaxLifetimeClosed}, nil
 		})
 	handleRaw(a, op{Pattern: "GET /metrics", ID: "metrics", Tag: "ops", Ops: true, Summary: "Prometheus metrics",
-		Description: "Requests and latency by route and status, cache hits, misses and loads, rate limit decisions, tasks by status, and the database pool.",
+		Description: "Requests and latency by route and status, cache hits, misses and loads, rate limit decisions, tasks by status and by kind, the database pool, and with Redis its errors and the rate limits' failure policy (how Redis decided, and whether its breaker is open).",
 		Status:      http.StatusOK, Response: &content{MediaType: "text/plain", Schema: &schema{Type: "string"}}},
 		promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{ErrorLog: slog2promLogger{s.log}}).ServeHTTP)
 	handleRaw(a, op{Pattern: "GET /openapi.json", ID: "openapi", Tag: "ops", Ops: true, Summary: "This API's OpenAPI 3.0 document",
@@ -79,9 +83,23 @@ func (s *server) opsRoutes(a *api) {
 
 func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
 	checks := map[string]string{"database": "ok"}
+	var failing []string
 	if err := s.store.ping(r.Context()); err != nil {
 		checks["database"] = err.Error()
-		p := newProblem(probNotReady, "the database (%s) does not answer: %v", s.store.dialect, err)
+		failing = append(failing, fmt.Sprintf("the database (%s) does not answer: %v", s.store.dialect, err))
+	}
+	if s.redis != nil {
+		checks["redis"] = "ok"
+		ctx, cancel := context.WithTimeout(r.Context(), max(s.cfg.RedisTimeout, time.Second))
+		err := s.redis.Ping(ctx).Err()
+		cancel()
+		if err != nil {
+			checks["redis"] = err.Error()
+			failing = append(failing, fmt.Sprintf("redis (rate limits and the user cache) does not answer: %v", err))
+		}
+	}
+	if len(failing) > 0 {
+		p := newProblem(probNotReady, "%s", strings.Join(failing, "; "))
 		p.retryAfter = time.Second
 		writeProblem(w, r, p)
 		return

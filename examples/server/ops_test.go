@@ -66,13 +66,13 @@ func TestReadyzNamesTheFailingDatabase(t *testing.T) {
 	require.NoError(t, err)
 	proxy, err := faultproxy.New(u.Host)
 	require.NoError(t, err)
-	defer proxy.Close()
+	t.Cleanup(func() { _ = proxy.Close() }) // after the server's shutdown, which reads the task queue
 	u.Host = proxy.Addr()
 	u.User = url.UserPassword(u.User.Username(), "s3cret") // trust auth ignores it
 	q := u.Query()
 	q.Set("connect_timeout", "1")
 	u.RawQuery = q.Encode()
-	ts := startServer(t, "sqlite", map[string]string{"DATABASE_URL": u.String(), "LOG_LEVEL": "info"})
+	ts := startServer(t, "", map[string]string{"DATABASE_URL": u.String(), "LOG_LEVEL": "info"})
 	require.Equal(t, http.StatusOK, ts.do("GET", "/readyz", nil).status)
 	pool := ts.do("GET", "/db-pool-status", nil)
 	require.NotContains(t, string(pool.body), "s3cret", "the password is never shown")

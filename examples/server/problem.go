@@ -61,7 +61,7 @@ var (
 	probInvalidRows    = kind{"invalid-rows", "Invalid rows", 422, "Some rows of a bulk request are invalid; errors lists them by index. Nothing was written."}
 	probRateLimited    = kind{"rate-limited", "Too many requests", 429, "The client's rate limit (RATE_LIMIT per X-Client-ID, else per IP address) is spent. Retry-After says when to come back, RateLimit how much is left and RateLimit-Policy what the quota is; violated-policies names the quota spent. Nothing was done."}
 	probQueueFull      = kind{"queue-full", "Task queue full", 503, "The task queue holds as many waiting tasks as it may. Retry after the Retry-After delay."}
-	probUploadSpace    = kind{"upload-space-full", "Upload space full", 503, "The files waiting to be processed take all the disk space uploads may use (UPLOAD_SPACE). Retry after the Retry-After delay."}
+	probUploadSpace    = kind{"upload-space-full", "Upload space full", 503, "The files waiting to be processed take all the space uploads may use (UPLOAD_SPACE). Retry after the Retry-After delay."}
 	probNotReady       = kind{"not-ready", "Not ready", 503, "A dependency of the service is not answering."}
 	probUnavailable    = kind{"unavailable", "Service unavailable", 503, "The service is shutting down or overloaded. Retry after the Retry-After delay."}
 	probInternal       = kind{"internal-error", "Internal error", 500, "The server failed to answer; the request id finds the cause in its log. Nothing the client sent caused it."}

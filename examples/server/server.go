@@ -11,9 +11,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/asynckit/asynckit/pagination"
 	"github.com/asynckit/asynckit/ratelimit"
 	"github.com/asynckit/asynckit/taskqueue"
+	"github.com/asynckit/asynckit/taskqueue/pgstore"
 )
 
 // server holds what the routes share.
@@ -23,6 +26,7 @@ type server struct {
 	store   *store
 	users   *userCache
 	cursors *pagination.Codec
+	redis   *redis.Client // nil without REDIS_URL
 	limiter ratelimit.Limiter
 	idem    *idempotency
 	metrics *metrics
@@ -33,11 +37,14 @@ type server struct {
 	docHTML []byte // the page of /docs, rendered from spec
 	self    string // the server's own base URL
 
+	limitsWhere string // where rate limits are counted, for the startup line
+
 	tasksWhere string // where tasks live, for the startup line
 	tasks      *taskqueue.Runner
-	events     *eventHub    // event logs of the tasks followed by streams
-	uploads    *uploads     // files waiting for their tasks
-	callbacks  *http.Client // sends the callbacks of file tasks
+	taskStore  *pgstore.Store // the tasks' store with Postgres; nil in memory
+	events     *eventHub      // event logs of the tasks followed by streams
+	files      fileStore      // files waiting for their tasks
+	callbacks  *http.Client   // sends the callbacks of file tasks
 
 	ready atomic.Bool
 	// streams ends every event stream when the server shuts down.
@@ -59,7 +66,18 @@ func newServer(ctx context.Context, cfg *config, log *slog.Logger, self string) 
 	if s.store, err = openStore(ctx, cfg); err != nil {
 		return nil, err
 	}
-	if s.users, err = newUserCache(); err != nil {
+	s.metrics = newMetrics()
+	if cfg.RedisURL != "" {
+		if s.redis, err = openRedis(ctx, cfg); err != nil {
+			return nil, err
+		}
+	}
+	deps := userCacheDeps{load: s.store.getUser, db: s.store.db, pg: s.store.dialect == "postgres",
+		prefix: cfg.RedisPrefix, timeout: cfg.RedisTimeout, onError: s.metrics.redisError("cache"), log: log}
+	if s.redis != nil {
+		deps.redis = s.redis
+	}
+	if s.users, err = newUserCache(ctx, deps); err != nil {
 		return nil, err
 	}
 	key := cfg.CursorKey
@@ -72,8 +90,7 @@ func newServer(ctx context.Context, cfg *config, log *slog.Logger, self string) 
 	}
 
 	clientKey := clientKeyFunc(cfg.TrustedProxies)
-	s.metrics = newMetrics()
-	if s.limiter, err = ratelimit.NewGCRA(cfg.RateLimit, ratelimit.Options{MaxKeys: 100_000}); err != nil {
+	if s.limiter, s.limitsWhere, err = s.newLimiter(s.redis); err != nil {
 		return nil, err
 	}
 	limit, err := ratelimit.Middleware(s.limiter, clientKey, ratelimit.Name("per-client"), ratelimit.OnDecision(s.metrics.decision),
@@ -82,7 +99,7 @@ func newServer(ctx context.Context, cfg *config, log *slog.Logger, self string) 
 		return nil, err
 	}
 	s.idem = newIdempotency(s.store, clientKey, log)
-	if err = s.newTasks(); err != nil {
+	if err = s.newTasks(ctx); err != nil {
 		return nil, err
 	}
 
@@ -113,6 +130,7 @@ func newServer(ctx context.Context, cfg *config, log *slog.Logger, self string) 
 // task runner's workers.
 func (s *server) start() error {
 	s.idem.start()
+	s.files.start()
 	if err := s.tasks.Start(context.Background()); err != nil {
 		return fmt.Errorf("start tasks: %w", err)
 	}
@@ -132,6 +150,9 @@ func (s *server) close(ctx context.Context) error {
 	if s.events != nil {
 		s.events.close()
 	}
+	if s.tasks == nil && s.taskStore != nil {
+		_ = s.taskStore.Close()
+	}
 	if s.tasks != nil {
 		// Running tasks get the time that is left but a reserve, so that
 		// interrupting them, recording them as pending and closing the
@@ -147,8 +168,8 @@ func (s *server) close(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
-	if s.uploads != nil {
-		s.uploads.close()
+	if s.files != nil {
+		s.files.close()
 	}
 	if s.callbacks != nil {
 		s.callbacks.CloseIdleConnections()
@@ -161,6 +182,11 @@ func (s *server) close(ctx context.Context) error {
 	}
 	if s.agg != nil {
 		s.agg.close()
+	}
+	if s.redis != nil {
+		if err := s.redis.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close redis: %w", err))
+		}
 	}
 	if s.store != nil {
 		if err := s.store.close(); err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/asynckit/asynckit/fanout"
 	"github.com/asynckit/asynckit/pagination"
 	"github.com/asynckit/asynckit/taskqueue"
+	"github.com/asynckit/asynckit/taskqueue/pgstore"
 )
 
 // The kinds of task the server runs. Only demo and emails may be submitted
@@ -52,15 +53,22 @@ const (
 )
 
 // newTasks makes the task runner with its handlers, the event hub that
-// follows tasks for event streams, and the upload directory. Nothing runs
-// until start.
-func (s *server) newTasks() error {
+// follows tasks for event streams, and the store of uploaded files.
+// Nothing runs until start.
+//
+// With SQLite, tasks live in this process's memory: they end with it.
+// With Postgres, they live in the same database, in taskqueue/pgstore's
+// tables under TASKS_SCHEMA, and every instance on it shares one queue:
+// any instance claims any task, answers for it (GET, list, events) and
+// cancels it (a cancel reaches the instance running the task at once, by
+// NOTIFY), and a task whose instance dies runs again elsewhere once its
+// lease (TASK_LEASE) has lapsed. The Runner re-reads the tasks it follows
+// every TASK_POLL, so an event stream on one instance sees what another
+// did to its task.
+func (s *server) newTasks(ctx context.Context) error {
 	var err error
-	if s.uploads, err = newUploads(s.cfg.UploadDir, s.cfg.UploadSpace, s.log); err != nil {
-		return err
-	}
 	s.callbacks = newCallbackClient(s.cfg.CallbackPrivate)
-	s.tasks, err = taskqueue.New(taskqueue.Options{
+	opts := taskqueue.Options{
 		Workers:     s.cfg.Workers,
 		QueueSize:   s.cfg.QueueSize,
 		Retention:   taskRetention,
@@ -68,8 +76,18 @@ func (s *server) newTasks() error {
 		Backoff:     taskqueue.ExponentialBackoff(s.cfg.TaskRetryBase, maxTaskRetry),
 		Logger:      s.log,
 		OnFinish:    s.taskFinished,
-	})
-	if err != nil {
+	}
+	if s.store.dialect == "postgres" {
+		if err := pgstore.Migrate(ctx, s.store.db, s.cfg.TasksSchema); err != nil {
+			return fmt.Errorf("task queue: %w", err)
+		}
+		if s.taskStore, err = pgstore.New(s.store.db, pgstore.Options{Schema: s.cfg.TasksSchema, Lease: s.cfg.TaskLease, Logger: s.log}); err != nil {
+			return fmt.Errorf("task queue: %w", err)
+		}
+		opts.Store, opts.QueueSize, opts.PollInterval = s.taskStore, 0, s.cfg.TaskPoll
+		s.tasksWhere = "postgres schema " + s.cfg.TasksSchema
+	}
+	if s.tasks, err = taskqueue.New(opts); err != nil {
 		return fmt.Errorf("task runner: %w", err)
 	}
 	for _, err := range []error{
@@ -82,16 +100,26 @@ func (s *server) newTasks() error {
 			return fmt.Errorf("task runner: %w", err)
 		}
 	}
-	s.events = newEventHub(s.tasks, s.log)
+	if s.files, err = s.newFileStore(ctx); err != nil {
+		return err
+	}
+	s.events = newEventHub(s.tasks, s.log, s.taskStore != nil)
 	return nil
 }
 
 // shutdownTasks stops the task runner: intake stops, running tasks may
-// finish until ctx ends and are then interrupted. Tasks left pending are
-// expected at a shutdown (the in-memory queue ends with the process), so
-// they are logged, not returned as an error.
+// finish until ctx ends and are then interrupted, and with Postgres the
+// store's listener and rescuer stop. Tasks left pending are expected at a
+// shutdown (the in-memory queue ends with the process; in Postgres they
+// wait for another instance), so they are logged, not returned as an
+// error.
 func (s *server) shutdownTasks(ctx context.Context) error {
 	err := s.tasks.Shutdown(ctx)
+	if s.taskStore != nil {
+		if cerr := s.taskStore.Close(); cerr != nil {
+			return fmt.Errorf("stop task store: %w", cerr)
+		}
+	}
 	var left *taskqueue.ShutdownError
 	switch {
 	case err == nil:
@@ -387,8 +415,19 @@ func (s *server) submitTask(c *call, in *taskSubmission) (taskqueue.Info, error)
 	if err != nil {
 		return taskqueue.Info{}, submitProblem(err)
 	}
-	s.events.follow(info.ID)
+	s.followNew(info.ID)
 	return info, nil
+}
+
+// followNew has the event hub follow a task just submitted, so that its
+// event log holds the task's every state from the first, when tasks live
+// in memory. With Postgres it does not: a followed task is re-read every
+// TASK_POLL, which for every task in the queue would cost a query per task
+// per poll; a task is followed from its first stream instead.
+func (s *server) followNew(id string) {
+	if s.taskStore == nil {
+		_, _ = s.events.follow(id)
+	}
 }
 
 // submitProblem turns the runner's refusals into problems.
@@ -519,12 +558,13 @@ func documentTasks(g *schemaGen) {
 		"progress":     "How far the task has got, as its handler last reported",
 		"attempt":      "Attempts started so far: 1 while the first runs",
 		"max_attempts": "How many attempts the task may have in all",
-		"unique_key":   "Not used by this server's tasks",
+		"unique_key":   "For a file task, the id of its upload; not used by the other kinds",
 		"error":        "The last attempt's error, once an attempt has failed",
 		"created_at":   "When the task was submitted",
 		"run_at":       "When the task is, or was, due to run next",
 		"started_at":   "When the latest attempt started",
 		"finished_at":  "When the task finished",
+		"version":      "1 when submitted, one more with each change of the task; the same on every instance of the service, and the id of the task's events",
 	}
 	for name, d := range docs {
 		if p := info.Properties[name]; p != nil {
@@ -533,6 +573,9 @@ func documentTasks(g *schemaGen) {
 	}
 	if p := info.Properties["attempt"]; p != nil {
 		p.Minimum = ptr(0.0)
+	}
+	if p := info.Properties["version"]; p != nil {
+		p.Minimum = ptr(1.0)
 	}
 	var results []*schema
 	for _, t := range []reflect.Type{reflect.TypeFor[demoResult](), reflect.TypeFor[emailsResult](), reflect.TypeFor[fileResult](), reflect.TypeFor[callbackResult]()} {

@@ -133,11 +133,18 @@ func TestTasks(t *testing.T) {
 			}
 		}
 	})
-	t.Run("metrics count tasks by status", func(t *testing.T) {
+	t.Run("metrics count tasks by status, and by kind and status", func(t *testing.T) {
 		r := ts.do("GET", "/metrics", nil)
 		require.Equal(t, http.StatusOK, r.status)
-		require.Contains(t, string(r.body), `tasks{status="succeeded"} 4`)
-		require.Contains(t, string(r.body), `tasks{status="pending"} 0`)
+		for _, want := range []string{
+			`tasks{status="succeeded"} 4`,
+			`tasks{status="pending"} 0`,
+			`tasks_by_kind{kind="demo",status="succeeded"} 2`,
+			`tasks_by_kind{kind="emails",status="succeeded"} 2`,
+			`tasks_by_kind{kind="file",status="succeeded"} 0`,
+		} {
+			require.Contains(t, string(r.body), want)
+		}
 	})
 }
 

@@ -11,12 +11,10 @@ import (
 	"reflect"
 	"regexp"
 	"strings"
-	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/asynckit/asynckit/cache"
 	"github.com/asynckit/asynckit/pagination"
 	"github.com/asynckit/asynckit/txn"
 )
@@ -72,57 +70,10 @@ type bulkResult struct {
 // maxBulkUsers bounds one POST /users/bulk.
 const maxBulkUsers = 1000
 
-// userCache holds users by id and pages of user searches. Every user write
-// invalidates them after its transaction commits: the user's entry is
-// deleted, and the search pages are all made stale at once by moving to a
-// new generation, which their keys include. A load that began before the
-// write cannot store its older result over the invalidation (see
-// cache.Cache.Delete), and a page loaded under an old generation is never
-// read again.
-type userCache struct {
-	byID  *cache.Cache[int64, user]
-	pages *cache.Cache[pageKey, pagination.Page[user]]
-	gen   atomic.Uint64
-}
-
-// pageKey identifies one page of a user search in one generation.
-type pageKey struct {
-	gen   uint64
-	q     string
-	after int64
-	limit int
-}
-
-func newUserCache() (*userCache, error) {
-	byID, err := cache.New(cache.Options[int64, user]{MaxEntries: 10_000, TTL: 5 * time.Minute, Jitter: 0.1, LoadTimeout: 5 * time.Second})
-	if err != nil {
-		return nil, err
-	}
-	pages, err := cache.New(cache.Options[pageKey, pagination.Page[user]]{MaxEntries: 1_000, TTL: 30 * time.Second, LoadTimeout: 5 * time.Second})
-	if err != nil {
-		byID.Close()
-		return nil, err
-	}
-	return &userCache{byID: byID, pages: pages}, nil
-}
-
-// invalidate drops what a write to users ids made stale.
-func (c *userCache) invalidate(ids ...int64) {
-	for _, id := range ids {
-		c.byID.Delete(id)
-	}
-	c.gen.Add(1)
-}
-
-func (c *userCache) close() {
-	c.byID.Close()
-	c.pages.Close()
-}
-
-// invalidateAfterCommit invalidates users ids once the transaction in ctx
-// commits (at once outside a transaction).
-func (s *server) invalidateAfterCommit(ctx context.Context, ids ...int64) error {
-	return txn.AfterCommit(ctx, func(context.Context) { s.users.invalidate(ids...) })
+// invalidateAfterCommit has the user cache drop what the writes in the
+// transaction in ctx make stale (see userCache.written).
+func (s *server) invalidateAfterCommit(ctx context.Context, changes ...userChange) error {
+	return s.users.written(ctx, s.store.db, changes...)
 }
 
 func idParam(what string) param {
@@ -136,7 +87,7 @@ func (s *server) userRoutes(a *api) {
 		Idempotent:  true, Problems: []kind{probValidation, probConflict}},
 		http.StatusCreated, s.createUser)
 	handleJSON(a, op{Pattern: "GET /users", ID: "searchUsers", Tag: "users", Summary: "List or search users",
-		Description: "Users in id order, keyset-paged. With q, only those whose username or full name starts with q, ignoring case. Pages are cached for up to 30 seconds, and dropped at once by any user write.",
+		Description: "Users in id order, keyset-paged. With q, only those whose username or full name starts with q, ignoring case. Pages are cached for up to 30 seconds, and dropped by any user write as a user is (see GET /users/{id}).",
 		Params: []param{
 			{Name: "q", In: "query", Description: "Prefix of the username or full name, 1 to 100 characters", Schema: &schema{Type: "string", MaxLength: ptr(100)}},
 			limitParam, cursorParam,
@@ -153,8 +104,10 @@ func (s *server) userRoutes(a *api) {
 		Problems:    []kind{probValidation, probInvalidRows, probConflict}},
 		http.StatusCreated, s.bulkCreateUsers)
 	handleJSON(a, op{Pattern: "GET /users/{id}", ID: "getUser", Tag: "users", Summary: "Get a user",
-		Description: "Served from a cache in front of the database; a read that starts after a write to the user has been answered never sees the user as it was before it.",
-		Params:      []param{idParam("user")}, Problems: []kind{probNotFound}},
+		Description: "Served from a cache in front of the database; a read that starts after a write to the user has been answered never sees the user as it was before it, " +
+			"through any instance of the service when they share Redis (REDIS_URL). Instances on Postgres without Redis learn of each other's writes by NOTIFY, " +
+			"so another instance than the writer's may serve the older user for the few milliseconds that takes.",
+		Params: []param{idParam("user")}, Problems: []kind{probNotFound}},
 		http.StatusOK, s.getUser)
 	handleJSON(a, op{Pattern: "PUT /users/{id}", ID: "updateUser", Tag: "users", Summary: "Replace a user's fields",
 		Params: []param{idParam("user")}, Idempotent: true, Problems: []kind{probValidation, probNotFound, probConflict}},
@@ -175,7 +128,7 @@ func (s *server) createUser(c *call, in *userInput) (user, error) {
 		if u, err = s.store.insertUser(ctx, *in); err != nil {
 			return userConflict(err)
 		}
-		return s.invalidateAfterCommit(ctx, u.ID)
+		return s.invalidateAfterCommit(ctx, userChange{u.ID, u.Version})
 	})
 	return u, err
 }
@@ -185,7 +138,7 @@ func (s *server) getUser(c *call, _ *none) (user, error) {
 	if err != nil {
 		return user{}, err
 	}
-	u, err := s.users.byID.GetOrLoad(c.ctx(), id, s.store.getUser)
+	u, err := s.users.get(c.ctx(), id)
 	if errors.Is(err, errUserNotFound) {
 		return user{}, newProblem(probNotFound, "no user has id %d", id)
 	}
@@ -210,7 +163,7 @@ func (s *server) updateUser(c *call, in *userInput) (user, error) {
 		if err != nil {
 			return userConflict(err)
 		}
-		return s.invalidateAfterCommit(ctx, id)
+		return s.invalidateAfterCommit(ctx, userChange{id, u.Version})
 	})
 	return u, err
 }
@@ -231,7 +184,7 @@ func (s *server) deleteUser(c *call, _ *none) (none, error) {
 		if err != nil {
 			return err
 		}
-		return s.invalidateAfterCommit(ctx, id)
+		return s.invalidateAfterCommit(ctx, userChange{id, tombstone})
 	})
 }
 
@@ -280,8 +233,7 @@ func (s *server) searchUsers(c *call, _ *none) (pagination.Page[user], error) {
 			return pagination.Page[user]{}, newProblem(probInvalidCursor, "%v", err)
 		}
 	}
-	key := pageKey{gen: s.users.gen.Load(), q: q, after: after.ID, limit: limit}
-	return s.users.pages.GetOrLoad(c.ctx(), key, func(ctx context.Context, k pageKey) (pagination.Page[user], error) {
+	load := func(ctx context.Context, k pageKey) (pagination.Page[user], error) {
 		rows, err := s.store.searchUsers(ctx, k.q, k.after, k.limit+1)
 		if err != nil {
 			return pagination.Page[user]{}, err
@@ -289,7 +241,14 @@ func (s *server) searchUsers(c *call, _ *none) (pagination.Page[user], error) {
 		return pagination.NewPage(rows, k.limit, func(last user) (string, error) {
 			return codec.Encode(userCursor{ID: last.ID})
 		})
-	})
+	}
+	key := pageKey{q: q, after: after.ID, limit: limit}
+	gen, ok := s.users.generation(c.ctx())
+	if !ok {
+		return load(c.ctx(), key) // the pages cannot be kept coherent now
+	}
+	key.gen = gen
+	return s.users.pages.GetOrLoad(c.ctx(), key, load)
 }
 
 func (s *server) exportUsers(w http.ResponseWriter, r *http.Request) {
@@ -381,7 +340,11 @@ func (s *server) bulkCreateUsers(c *call, in *bulkUsersInput) (bulkResult, error
 			return userConflict(err) // a concurrent insert took a name after the check
 		}
 		created = len(ids)
-		return s.invalidateAfterCommit(ctx, ids...)
+		changes := make([]userChange, len(ids))
+		for i, id := range ids {
+			changes[i] = userChange{id, 1}
+		}
+		return s.invalidateAfterCommit(ctx, changes...)
 	})
 	return bulkResult{Created: created}, err
 }

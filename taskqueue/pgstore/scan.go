@@ -14,7 +14,7 @@ import (
 // infoColumns are the columns an Info is read from, in scanInfo's order.
 var infoColumns = []string{
 	"id", "kind", "status", "attempt", "max_attempts", "unique_key", "result", "error",
-	"progress_percent", "progress_message", "created_at", "run_at", "started_at", "finished_at",
+	"progress_percent", "progress_message", "created_at", "run_at", "started_at", "finished_at", "version",
 }
 
 // taskColumns are infoColumns and what a claimed Task adds, in scanTask's order.
@@ -48,7 +48,7 @@ func (s *infoScan) dest() []any {
 	in := &s.info
 	return []any{
 		&in.ID, &in.Kind, &s.status, &in.Attempt, &in.MaxAttempts, &s.uniqueKey, &s.result, &in.Error,
-		&in.Progress.Percent, &in.Progress.Message, &in.CreatedAt, &in.RunAt, &s.startedAt, &s.finishedAt,
+		&in.Progress.Percent, &in.Progress.Message, &in.CreatedAt, &in.RunAt, &s.startedAt, &s.finishedAt, &in.Version,
 	}
 }
 

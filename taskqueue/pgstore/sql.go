@@ -14,7 +14,7 @@ import (
 // payload in a transaction.
 type statements struct {
 	insert, live, get, list, cancel, heartbeat, progress string
-	deleteFinished, stats                                string
+	deleteFinished, stats, statsByKind                   string
 	claimAny, claimKinds                                 string
 	end, exists, rescue                                  string
 }
@@ -26,7 +26,7 @@ var claimColumns = func() string {
 	placeholder := map[string]string{
 		"id": "''", "kind": "''", "status": "'running'", "attempt": "0", "max_attempts": "0",
 		"error": "''", "progress_percent": "0", "progress_message": "''",
-		"created_at": "'epoch'", "run_at": "'epoch'", "timeout_ns": "0", "claim_token": "0",
+		"created_at": "'epoch'", "run_at": "'epoch'", "timeout_ns": "0", "claim_token": "0", "version": "0",
 	}
 	var b strings.Builder
 	for i, c := range taskColumns {
@@ -59,7 +59,7 @@ WITH due AS (
 ), claimed AS (
 	UPDATE {T} t
 	SET status = 'running', attempt = t.attempt + 1, claim_token = t.claim_token + 1,
-		started_at = $1, lease_until = $3
+		started_at = $1, lease_until = $3, version = t.version + 1
 	FROM due WHERE t.id = due.id
 	RETURNING {TASK_T}, t.seq
 ), next AS (
@@ -88,7 +88,8 @@ WITH upd AS (
 		finished_at = CASE WHEN status = 'pending' THEN $2::timestamptz ELSE finished_at END,
 		error = CASE WHEN status = 'pending' THEN $3 ELSE error END,
 		result = CASE WHEN status = 'pending' THEN NULL ELSE result END,
-		payload = CASE WHEN status = 'pending' THEN NULL ELSE payload END
+		payload = CASE WHEN status = 'pending' THEN NULL ELSE payload END,
+		version = CASE WHEN status = 'pending' THEN version + 1 ELSE version END
 	WHERE id = $1 AND status IN ('pending', 'running')
 	RETURNING {INFO}
 )
@@ -101,7 +102,8 @@ WITH upd AS (
 SELECT coalesce((SELECT cancel_requested FROM upd), false), EXISTS (SELECT 1 FROM upd), EXISTS (SELECT 1 FROM {T} WHERE id = $1)`),
 		progress: r.Replace(`
 WITH upd AS (
-	UPDATE {T} SET progress_percent = $3, progress_message = $4 WHERE id = $1 AND claim_token = $2 AND status = 'running'
+	UPDATE {T} SET progress_percent = $3, progress_message = $4, version = version + 1
+	WHERE id = $1 AND claim_token = $2 AND status = 'running'
 	RETURNING 1
 )
 SELECT EXISTS (SELECT 1 FROM upd), EXISTS (SELECT 1 FROM {T} WHERE id = $1)`),
@@ -115,8 +117,9 @@ SELECT count(*) FILTER (WHERE status = 'pending'), count(*) FILTER (WHERE status
 	count(*) FILTER (WHERE status = 'succeeded'), count(*) FILTER (WHERE status = 'failed'),
 	count(*) FILTER (WHERE status = 'canceled')
 FROM {T}`),
-		claimAny:   claim(""),
-		claimKinds: claim(" AND kind = ANY($4)"),
+		statsByKind: r.Replace(`SELECT kind, status, count(*) FROM {T} GROUP BY kind, status`),
+		claimAny:    claim(""),
+		claimKinds:  claim(" AND kind = ANY($4)"),
 		// end ends a batch of attempts, each fenced by its claim token. A
 		// recorded cancel request wins over what the attempt reported.
 		end: r.Replace(`
@@ -132,7 +135,8 @@ WITH r AS (
 		run_at = CASE WHEN t.cancel_requested OR r.status <> 'pending' THEN t.run_at ELSE r.run_at END,
 		finished_at = CASE WHEN t.cancel_requested OR r.status <> 'pending' THEN $8::timestamptz END,
 		payload = CASE WHEN t.cancel_requested OR r.status <> 'pending' THEN NULL ELSE t.payload END,
-		lease_until = NULL
+		lease_until = NULL,
+		version = t.version + 1
 	FROM r
 	WHERE t.id = r.id AND t.claim_token = r.claim AND t.status = 'running'
 	RETURNING {INFO_T}, t.claim_token
@@ -160,7 +164,8 @@ WITH lapsed AS (
 		run_at = CASE WHEN l.next = 'pending' THEN $1 ELSE t.run_at END,
 		finished_at = CASE WHEN l.next = 'pending' THEN NULL ELSE $1 END,
 		payload = CASE WHEN l.next = 'pending' THEN t.payload END,
-		lease_until = NULL
+		lease_until = NULL,
+		version = t.version + 1
 	FROM lapsed l WHERE t.id = l.id
 	RETURNING t.kind, t.status
 )

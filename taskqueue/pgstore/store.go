@@ -56,6 +56,7 @@ type Store struct {
 var (
 	_ taskqueue.Store          = (*Store)(nil)
 	_ taskqueue.CancelNotifier = (*Store)(nil)
+	_ taskqueue.KindCounter    = (*Store)(nil)
 )
 
 // New returns a Store over db, whose driver must be pgx's
@@ -380,6 +381,40 @@ func (s *Store) Stats(ctx context.Context) (taskqueue.Stats, error) {
 		return taskqueue.Stats{}, fmt.Errorf("pgstore: stats: %w", err)
 	}
 	return st, nil
+}
+
+// StatsByKind implements taskqueue.KindCounter, with one scan of the table
+// as Stats.
+func (s *Store) StatsByKind(ctx context.Context) (map[string]taskqueue.Stats, error) {
+	out := map[string]taskqueue.Stats{}
+	err := queryRows(ctx, s.q, func(r rows) error {
+		var (
+			kind, status string
+			n            int
+		)
+		if err := r.Scan(&kind, &status, &n); err != nil {
+			return err
+		}
+		st := out[kind]
+		switch status {
+		case "pending":
+			st.Pending = n
+		case "running":
+			st.Running = n
+		case "succeeded":
+			st.Succeeded = n
+		case "failed":
+			st.Failed = n
+		case "canceled":
+			st.Canceled = n
+		}
+		out[kind] = st
+		return nil
+	}, s.sql.statsByKind)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: stats by kind: %w", err)
+	}
+	return out, nil
 }
 
 // NotifyCancel implements taskqueue.CancelNotifier: fn is called with the
