@@ -1,8 +1,10 @@
 package redisrate_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"net"
 	"runtime"
 	"strconv"
 	"strings"
@@ -35,36 +37,87 @@ func (h *countHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pr
 	}
 }
 
-// commandCalls returns the calls of each command from INFO commandstats.
-func commandCalls(t *testing.T, c *redis.Client) map[string]int64 {
+// monitor is a raw MONITOR connection to Redis: it sees every command the
+// server runs, from every client, with the client's address.
+type monitor struct {
+	conn net.Conn
+	r    *bufio.Reader
+}
+
+func startMonitor(t *testing.T, addr string) *monitor {
 	t.Helper()
-	info, err := c.Info(context.Background(), "commandstats").Result()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	require.NoError(t, err)
-	calls := map[string]int64{}
-	for line := range strings.SplitSeq(info, "\n") {
-		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":calls=")
+	t.Cleanup(func() { conn.Close() })
+	m := &monitor{conn: conn, r: bufio.NewReader(conn)}
+	_, err = conn.Write([]byte("MONITOR\r\n"))
+	require.NoError(t, err)
+	require.Equal(t, "+OK", m.line(t))
+	return m
+}
+
+func (m *monitor) line(t *testing.T) string {
+	t.Helper()
+	require.NoError(t, m.conn.SetReadDeadline(time.Now().Add(30*time.Second)))
+	l, err := m.r.ReadString('\n')
+	require.NoError(t, err)
+	return strings.TrimRight(l, "\r\n")
+}
+
+// scripts reads the monitor until the client at addr sends ECHO marker,
+// and counts the EVALSHA and EVAL commands that client ran before it.
+// A connection's commands reach the monitor in the order they ran, so
+// when the marker arrives every earlier command of the client has too.
+func (m *monitor) scripts(t *testing.T, addr, marker string) (evalsha, eval int) {
+	t.Helper()
+	for {
+		l := m.line(t) // +<time> [<db> <addr>] "<command>" "<arg>" …
+		_, rest, ok := strings.Cut(l, " [")
 		if !ok {
 			continue
 		}
-		n, err := strconv.ParseInt(rest[:strings.IndexByte(rest, ',')], 10, 64)
-		require.NoError(t, err)
-		calls[strings.TrimPrefix(name, "cmdstat_")] = n
+		client, rest, _ := strings.Cut(rest, "] ")
+		if _, from, _ := strings.Cut(client, " "); from != addr {
+			continue
+		}
+		cmd, args, _ := strings.Cut(rest, " ")
+		switch strings.ToLower(strings.Trim(cmd, `"`)) {
+		case "evalsha":
+			evalsha++
+		case "eval":
+			eval++
+		case "echo":
+			if strings.Trim(args, `"`) == marker {
+				return evalsha, eval
+			}
+		}
 	}
-	return calls
 }
 
 // TestOneRoundTripPerDecision: every decision of every algorithm is one
 // command on the wire (the client's hook counts them) and one EVALSHA on
-// the server (INFO commandstats). Other tests share the server, so the
-// server-side count is taken again, up to 50 times over a few seconds,
-// until a window with no one else's scripts in it shows exactly one
-// EVALSHA per decision and no EVAL; others' traffic can only add to the
-// count, never hide a missing call.
+// the server, and never an EVAL. The server's side is read through
+// MONITOR, counting only the commands of the test's own connection, so
+// other clients of the shared server cannot blur the count.
 func TestOneRoundTripPerDecision(t *testing.T) {
-	c, prefix := testenv.Redis(t)
+	shared, prefix := testenv.Redis(t)
+	opts := *shared.Options()
+	opts.PoolSize, opts.MinIdleConns, opts.MaxIdleConns = 1, 0, 1 // one connection: one address to watch
+	c := redis.NewClient(&opts)
+	t.Cleanup(func() { c.Close() })
 	hook := &countHook{}
 	c.AddHook(hook)
 	ctx := context.Background()
+	info, err := c.Do(ctx, "CLIENT", "INFO").Text()
+	require.NoError(t, err)
+	addr := ""
+	for _, field := range strings.Fields(info) {
+		if v, ok := strings.CutPrefix(field, "addr="); ok {
+			addr = v
+		}
+	}
+	require.NotEmpty(t, addr)
+	mon := startMonitor(t, opts.Addr)
 	const decisions = 200
 	for _, a := range algorithms {
 		t.Run(a.name, func(t *testing.T) {
@@ -72,32 +125,20 @@ func TestOneRoundTripPerDecision(t *testing.T) {
 			require.NoError(t, err)
 			_, err = l.AllowN(ctx, "warm", 1) // loads the script if Redis lacks it
 			require.NoError(t, err)
-			var clean bool
-			for attempt := 0; attempt < 50 && !clean; attempt++ {
-				if attempt > 0 {
-					time.Sleep(time.Duration(attempt) * 5 * time.Millisecond)
-				}
-				before := commandCalls(t, c)
-				sent := hook.n.Load()
-				for i := range decisions {
-					_, err := l.AllowN(ctx, "k"+strconv.Itoa(i%7), 1)
-					require.NoError(t, err)
-				}
-				require.Equal(t, int64(decisions), hook.n.Load()-sent, "commands sent for %d decisions", decisions)
-				after := commandCalls(t, c)
-				evalsha := after["evalsha"] - before["evalsha"]
-				eval := after["eval"] - before["eval"]
-				require.GreaterOrEqual(t, evalsha, int64(decisions))
-				if evalsha != decisions || eval != 0 {
-					t.Logf("attempt %d: %d decisions, server counted %d EVALSHA and %d EVAL", attempt+1, decisions, evalsha, eval)
-				}
-				clean = evalsha == decisions && eval == 0
-				if clean {
-					t.Logf("%d decisions: %d commands sent, %d EVALSHA and %d EVAL on the server: 1 round trip each",
-						decisions, decisions, evalsha, eval)
-				}
+			require.NoError(t, c.Echo(ctx, a.name+"-start").Err())
+			mon.scripts(t, addr, a.name+"-start")
+			sent := hook.n.Load()
+			for i := range decisions {
+				_, err := l.AllowN(ctx, "k"+strconv.Itoa(i%7), 1)
+				require.NoError(t, err)
 			}
-			require.True(t, clean, "no window free of other clients' scripts in 50 attempts")
+			require.Equal(t, int64(decisions), hook.n.Load()-sent, "commands sent for %d decisions", decisions)
+			require.NoError(t, c.Echo(ctx, a.name+"-end").Err())
+			evalsha, eval := mon.scripts(t, addr, a.name+"-end")
+			require.Equal(t, decisions, evalsha, "EVALSHA run for %d decisions", decisions)
+			require.Zero(t, eval, "EVAL run: the script was sent whole")
+			t.Logf("%d decisions: %d commands sent, %d EVALSHA and %d EVAL on the server: 1 round trip each",
+				decisions, decisions, evalsha, eval)
 		})
 	}
 }
