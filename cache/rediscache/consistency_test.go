@@ -67,7 +67,7 @@ func TestDeleteIsNotUndoneByALoadDuringIt(t *testing.T) {
 	client, ns := setup(t)
 	ctx := context.Background()
 	hooked := ownClient(t, client)
-	hook := newPauseHook("del", ns+"v:1", false)
+	hook := newPauseHook("del", rediscache.ValueKey(ns, "1"), false)
 	hooked.AddHook(hook)
 	c := newTier(t, rediscache.Options[int, user]{Client: hooked, Namespace: ns, TTL: time.Minute,
 		Local: cache.Options[string, user]{TTL: time.Hour}})
@@ -95,7 +95,7 @@ func TestGetDoesNotKeepAValueInvalidatedWhileItRead(t *testing.T) {
 	client, ns := setup(t)
 	ctx := context.Background()
 	hooked := ownClient(t, client)
-	hook := newPauseHook("get", ns+"v:5", true)
+	hook := newPauseHook("get", rediscache.ValueKey(ns, "5"), true)
 	hooked.AddHook(hook)
 	dropped := make(chan string, 10)
 	a := newTier(t, rediscache.Options[int, user]{Client: ownClient(t, client), Namespace: ns, TTL: time.Minute, Invalidate: true})
@@ -289,7 +289,7 @@ func TestSlowLoadDoesNotOverwriteANewerSetInRedis(t *testing.T) {
 	close(unblock)
 	require.NoError(t, <-loaded)
 
-	raw, err := client.Get(ctx, ns+"v:9").Result()
+	raw, err := client.Get(ctx, rediscache.ValueKey(ns, "9")).Result()
 	require.NoError(t, err)
 	require.JSONEq(t, `{"id":9,"name":"new"}`, raw, "the newer Set is kept in Redis")
 	c := newTier(t, rediscache.Options[int, user]{Client: ownClient(t, client), Namespace: ns, TTL: time.Minute})
@@ -347,7 +347,7 @@ func TestSlowLoadDoesNotRestoreAValueDeletedMeanwhile(t *testing.T) {
 	close(unblock)
 	require.NoError(t, <-loaded)
 
-	n, err := client.Exists(ctx, ns+"v:11").Result()
+	n, err := client.Exists(ctx, rediscache.ValueKey(ns, "11")).Result()
 	require.NoError(t, err)
 	require.Zero(t, n, "the value read before the Delete was not written back to Redis")
 	_, ok, err := a.Get(ctx, 11)
@@ -394,7 +394,7 @@ func TestLoadDuringACutSubscriptionDoesNotWriteBack(t *testing.T) {
 	}
 	close(unblock)
 	require.NoError(t, <-loaded)
-	n, err := client.Exists(ctx, ns+"v:13").Result()
+	n, err := client.Exists(ctx, rediscache.ValueKey(ns, "13")).Result()
 	require.NoError(t, err)
 	require.Zero(t, n, "the load that may have missed an invalidation wrote nothing back")
 }

@@ -16,7 +16,10 @@
 // (Options.Local.TTL and Jitter locally, Options.TTL and Options.Jitter in
 // Redis; a zero Options.Local.TTL defaults to Options.TTL). Values are
 // encoded by a [Codec], [JSON] by default. Keys become strings through
-// Options.Key and live in Redis as Namespace+"v:"+key.
+// Options.Key and live in Redis as Namespace+"v{:"+key+"}": the key in a
+// hash tag, so that the keys the cache keeps for one key share a Redis
+// Cluster slot. The layout is injective: two caches never share a Redis
+// key, even when one's Namespace prefixes the other's.
 //
 // A loaded value is written to Redis with SET NX: a value that appeared
 // meanwhile, from a [Cache.Set] or another instance's load, is at least as

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -24,7 +25,11 @@ type Options[K comparable, V any] struct {
 	// Close does not close it. Required.
 	Client redis.UniversalClient
 	// Namespace prefixes every Redis key and the invalidation channel, so
-	// that several caches share one Redis. Required.
+	// that several caches share one Redis: a key of the cache is
+	// Namespace, a letter for what it holds, and the key in a Redis
+	// Cluster hash tag, as in "myapp:users:v{:42}". No two caches share a
+	// Redis key, even when one's Namespace prefixes the other's. Required;
+	// it must not contain "{" or "}", which would break both guarantees.
 	Namespace string
 	// Local configures the in-process tier (see [cache.Options]); its
 	// TTL bounds how stale a local copy can be when an invalidation is
@@ -90,6 +95,8 @@ func (o *Options[K, V]) validate() error {
 		return errors.New("rediscache: Client is required")
 	case o.Namespace == "":
 		return errors.New("rediscache: Namespace is required")
+	case strings.ContainsAny(o.Namespace, "{}"):
+		return fmt.Errorf("rediscache: Namespace %q must not contain { or }", o.Namespace)
 	case o.TTL <= 0:
 		return errors.New("rediscache: TTL must be positive")
 	case o.Jitter < 0 || o.Jitter >= 1 || o.Jitter != o.Jitter:

@@ -160,8 +160,25 @@ func New[K comparable, V any](ctx context.Context, opts Options[K, V]) (*Cache[K
 	return c, nil
 }
 
-func (c *Cache[K, V]) valueKey(skey string) string { return c.ns + "v:" + skey }
-func (c *Cache[K, V]) lockKey(skey string) string  { return c.ns + "l:" + skey }
+// What a Redis key of the cache holds: the first letter after the
+// Namespace.
+const (
+	kindValue = "v" // the encoded value
+	kindLock  = "l" // the owner token of the cross-instance lock
+)
+
+// redisKey returns the Redis key of kind for the string key skey in the
+// namespace ns: ns, the kind's letter, and skey inside a hash tag after a
+// colon, as in "myapp:users:v{:42}". The encoding is injective: ns holds no
+// brace (New refuses one), so the first "{" ends ns and the kind, the last
+// "}" ends skey, and no two (ns, kind, skey) share a key, however their
+// namespaces prefix each other. The hash tag puts every key of one skey in
+// one Redis Cluster slot, so that a script may touch several, and it is
+// never empty, which would make Redis hash the whole key.
+func redisKey(ns, kind, skey string) string { return ns + kind + "{:" + skey + "}" }
+
+func (c *Cache[K, V]) valueKey(skey string) string { return redisKey(c.ns, kindValue, skey) }
+func (c *Cache[K, V]) lockKey(skey string) string  { return redisKey(c.ns, kindLock, skey) }
 func (c *Cache[K, V]) channel() string             { return c.ns + "invalidate" }
 
 // GetOrLoad returns key's value from the local tier, else from Redis, else
