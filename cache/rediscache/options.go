@@ -38,8 +38,10 @@ type Options[K comparable, V any] struct {
 	// that a local copy is not kept for ever: it lives at most TTL from
 	// when it was taken, as a value in Redis does from when it was written.
 	Local cache.Options[string, V]
-	// TTL is the lifetime of a value in Redis. Required: every value
-	// written to Redis expires.
+	// TTL is the lifetime of a value in Redis, and of a key's generation
+	// (see the package documentation): a load that takes longer than TTL
+	// stores nothing in Redis. Required: every key written to Redis
+	// expires.
 	TTL time.Duration
 	// Jitter, in [0, 1), shortens each Redis TTL by a random fraction of up
 	// to Jitter. Use Local.Jitter for the local tier. Defaults to 0.
@@ -82,9 +84,9 @@ type Options[K comparable, V any] struct {
 	// the client's own ReadTimeout and WriteTimeout.
 	RedisTimeout time.Duration
 	// OnError, when set, is called with every Redis or codec error that the
-	// cache handles by falling back (op is "get", "set", "del", "publish",
-	// "lock", "unlock", "subscribe" ([ErrResubscribed]), "encode" or
-	// "decode"). Such errors are counted in Stats either way. It must not
+	// cache handles by falling back (op is "get", "generation", "set",
+	// "del", "publish", "lock", "unlock", "subscribe" ([ErrResubscribed]),
+	// "encode" or "decode"). Such errors are counted in Stats either way. It must not
 	// block. Defaults to nil.
 	OnError func(op string, err error)
 }
