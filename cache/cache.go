@@ -8,6 +8,7 @@ import (
 	"math/bits"
 	"math/rand/v2"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -377,6 +378,8 @@ func (ev *evictions[K, V]) add(c *Cache[K, V], e *entry[K, V], r EvictReason) {
 	ev.n++
 }
 
+// notify calls OnEvict for ev on the caller's goroutine, where a panic in
+// it goes on to the caller of the method that evicted.
 func (c *Cache[K, V]) notify(ev *evictions[K, V]) {
 	if ev.n == 0 {
 		return
@@ -385,6 +388,33 @@ func (c *Cache[K, V]) notify(ev *evictions[K, V]) {
 	for _, x := range ev.more {
 		c.onEvict(x.key, x.value, x.reason)
 	}
+}
+
+// notifyContained calls OnEvict for ev on a load's goroutine, where a panic
+// would crash the program and leave the load's waiters without an answer:
+// every call runs, and the first panic comes back as a *PanicError.
+func (c *Cache[K, V]) notifyContained(ev *evictions[K, V]) error {
+	if ev.n == 0 {
+		return nil
+	}
+	err := c.evictContained(ev.one)
+	for _, x := range ev.more {
+		if perr := c.evictContained(x); err == nil {
+			err = perr
+		}
+	}
+	return err
+}
+
+// evictContained calls OnEvict for x, turning a panic into a *PanicError.
+func (c *Cache[K, V]) evictContained(x eviction[K, V]) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &PanicError{Value: r, Stack: debug.Stack(), OnEvict: true}
+		}
+	}()
+	c.onEvict(x.key, x.value, x.reason)
+	return nil
 }
 
 var errNilContext = errors.New("cache: nil context")

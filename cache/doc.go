@@ -68,7 +68,9 @@
 // trace IDs pass through), bounded by Options.LoadTimeout, and cancelled
 // only when every waiter has given up, or by [Cache.Close]. A loader panic
 // becomes a *[PanicError] for every waiter, and a loader that calls
-// runtime.Goexit gives them [ErrLoaderExited]. A Set, Delete or Purge during a
+// runtime.Goexit gives them [ErrLoaderExited]. So does a panic in
+// Options.OnEvict called by the load as it stores its value in a full
+// cache (the PanicError's OnEvict field says so, and the value is stored). A Set, Delete or Purge during a
 // load wins: the load still answers its waiters but does not store.
 //
 // A loader error is returned, not cached, unless Options.NegativeTTL is set.

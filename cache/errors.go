@@ -15,17 +15,26 @@ var ErrClosed = errors.New("cache: closed")
 var ErrNotFound = errors.New("cache: not found")
 
 // PanicError is the error every waiter of a load receives when the loader
-// panicked. The panic is recovered in the goroutine that ran the loader, so a
-// panicking loader never crashes the process.
+// panicked, or when Options.OnEvict panicked on the load's goroutine, for
+// an entry that storing the loaded value evicted (then OnEvict is true, and
+// the value is stored all the same). The panic is recovered in the
+// goroutine that ran the loader, so a panicking loader or OnEvict never
+// crashes the process.
 type PanicError struct {
 	// Value is the value passed to panic.
 	Value any
 	// Stack is the loader goroutine's stack at the panic, from runtime/debug.Stack.
 	Stack []byte
+	// OnEvict reports that the panic was in Options.OnEvict, called by the
+	// load's goroutine as it stored the loaded value, not in the loader.
+	OnEvict bool
 }
 
 // Error returns the panic value and the stack.
 func (e *PanicError) Error() string {
+	if e.OnEvict {
+		return fmt.Sprintf("cache: OnEvict panicked while a load stored its value: %v\n\n%s", e.Value, e.Stack)
+	}
 	return fmt.Sprintf("cache: loader panicked: %v\n\n%s", e.Value, e.Stack)
 }
 

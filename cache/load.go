@@ -277,15 +277,19 @@ func (c *Cache[K, V]) acquireRefresh() bool {
 // runLoad runs loader for cl's flight on its own goroutine and settles
 // it. The settling is deferred, so that a loader that ends the goroutine
 // with runtime.Goexit still answers its waiters, with ErrLoaderExited,
-// and frees the key for the next load.
+// and frees the key for the next load; the waiters are released in a defer
+// of its own, so that an OnEvict that ends the goroutine while the value
+// is stored does not strand them either.
 func (c *Cache[K, V]) runLoad(s *shard[K, V], key K, h uint64, cl *call[V], lctx context.Context, release func(), loader Loader[K, V]) {
 	defer release()
+	defer close(cl.f.done)
 	var v V
 	err := ErrLoaderExited
 	defer func() {
-		c.settle(s, key, h, cl, v, err, lctx)
+		if perr := c.settle(s, key, h, cl, v, err, lctx); err == nil {
+			err = perr
+		}
 		c.countLoad(err)
-		close(cl.f.done)
 	}()
 	v, err = callLoader(lctx, loader, key)
 }
@@ -304,8 +308,11 @@ func callLoader[K comparable, V any](ctx context.Context, loader Loader[K, V], k
 // s's lock. A value is stored unless Set, Delete or Purge ran meanwhile. On
 // an error, a value still fresh, or expired but within StaleIfError, is
 // kept and handed to the waiters; otherwise the error is cached for
-// NegativeTTL, unless the load was cancelled by the cache itself.
-func (c *Cache[K, V]) settle(s *shard[K, V], key K, h uint64, cl *call[V], v V, err error, lctx context.Context) {
+// NegativeTTL, unless the load was cancelled by the cache itself. If
+// OnEvict panics for an entry that storing evicted, the value stays
+// stored, the waiters get the panic as a *PanicError instead, and settle
+// returns it.
+func (c *Cache[K, V]) settle(s *shard[K, V], key K, h uint64, cl *call[V], v V, err error, lctx context.Context) error {
 	var ev evictions[K, V]
 	s.mu.Lock()
 	if s.calls[key] == cl {
@@ -348,7 +355,12 @@ func (c *Cache[K, V]) settle(s *shard[K, V], key K, h uint64, cl *call[V], v V, 
 		}
 	}
 	s.mu.Unlock()
-	c.notify(&ev)
+	if perr := c.notifyContained(&ev); perr != nil {
+		var zero V
+		cl.val, cl.err, cl.stale = zero, perr, false
+		return perr
+	}
+	return nil
 }
 
 // countLoad counts one loader call and its failure.

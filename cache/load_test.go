@@ -3,6 +3,7 @@ package cache_test
 import (
 	"context"
 	"errors"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -585,4 +586,103 @@ func TestRefreshDueDuringAnObsoleteLoadIsNotHeldBackByIt(t *testing.T) {
 		require.True(t, ok)
 		require.Equal(t, "reloaded", v, "the obsolete load stored nothing over the refresh")
 	})
+}
+
+// OnEvict runs on the goroutine that caused the eviction. When that is a
+// load's own goroutine, storing the loaded value in a full cache, a panic
+// in OnEvict must not crash the program or strand the waiters: it reaches
+// them as a *PanicError, as a loader panic does, and the cache goes on.
+// Here the cache holds one entry, and OnEvict panics when it evicts "p"
+// and exits its goroutine when it evicts "exit".
+func TestOnEvictPanicDuringALoadIsAnErrorForItsWaiters(t *testing.T) {
+	boom := errors.New("OnEvict boom")
+	cases := []struct {
+		name string
+		run  func(t *testing.T, c *cache.Cache[string, int])
+	}{
+		{"every waiter of GetOrLoad gets a *PanicError and the value is stored", func(t *testing.T, c *cache.Cache[string, int]) {
+			c.Set("p", 1)
+			load := func(context.Context, string) (int, error) {
+				time.Sleep(time.Millisecond) // let the waiters gather
+				return 2, nil
+			}
+			var wg sync.WaitGroup
+			errs := make([]error, 10)
+			for i := range errs {
+				wg.Go(func() { _, errs[i] = c.GetOrLoad(context.Background(), "b", load) })
+			}
+			wg.Wait()
+			for _, err := range errs {
+				var pe *cache.PanicError
+				require.ErrorAs(t, err, &pe)
+				require.True(t, pe.OnEvict, "the panic was in OnEvict, not in the loader")
+				require.ErrorIs(t, err, boom)
+				require.ErrorContains(t, err, "cache: OnEvict panicked")
+				require.Contains(t, string(pe.Stack), "load_test.go", "the stack points at OnEvict")
+			}
+			v, ok := c.Get("b")
+			require.True(t, ok, "the loaded value was stored before OnEvict ran")
+			require.Equal(t, 2, v)
+			require.Equal(t, uint64(1), c.Stats().LoadErrors)
+		}},
+		{"GetOrLoadMany returns the *PanicError and the value is stored", func(t *testing.T, c *cache.Cache[string, int]) {
+			c.Set("p", 1)
+			got, err := c.GetOrLoadMany(context.Background(), []string{"b"}, func(context.Context, []string) (map[string]int, error) {
+				return map[string]int{"b": 2}, nil
+			})
+			var pe *cache.PanicError
+			require.ErrorAs(t, err, &pe)
+			require.True(t, pe.OnEvict)
+			require.Empty(t, got)
+			v, ok := c.Get("b")
+			require.True(t, ok)
+			require.Equal(t, 2, v)
+		}},
+		{"a background refresh with no waiter is contained and counted as a load error", func(t *testing.T, c *cache.Cache[string, int]) {
+			c.Set("a", 1)
+			time.Sleep(10 * time.Second)
+			v, err := c.GetOrLoad(context.Background(), "a", func(context.Context, string) (int, error) {
+				time.Sleep(time.Second)
+				return 2, nil
+			})
+			require.NoError(t, err)
+			require.Equal(t, 1, v, "served stale while it reloads")
+			c.Set("p", 3)           // evicts "a" while its reload runs
+			time.Sleep(time.Second) // the reload stores "a", evicting "p"
+			synctest.Wait()
+			require.Equal(t, uint64(1), c.Stats().LoadErrors)
+			v, ok := c.Get("a")
+			require.True(t, ok)
+			require.Equal(t, 2, v)
+		}},
+		{"an OnEvict that exits its goroutine does not strand the waiters", func(t *testing.T, c *cache.Cache[string, int]) {
+			c.Set("exit", 1)
+			v, err := c.GetOrLoad(context.Background(), "b", func(context.Context, string) (int, error) { return 2, nil })
+			require.NoError(t, err, "the value was stored; OnEvict ended the goroutine after that")
+			require.Equal(t, 2, v)
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				c := newCache(t, cache.Options[string, int]{MaxEntries: 1, TTL: time.Minute, RefreshAfter: 10 * time.Second,
+					OnEvict: func(k string, _ int, r cache.EvictReason) {
+						switch {
+						case r != cache.ReasonCapacity:
+						case k == "p":
+							panic(boom)
+						case k == "exit":
+							runtime.Goexit()
+						}
+					}})
+				defer c.Close()
+				tc.run(t, c)
+				// The cache still loads.
+				c.Purge()
+				v, err := c.GetOrLoad(context.Background(), "z", func(context.Context, string) (int, error) { return 26, nil })
+				require.NoError(t, err)
+				require.Equal(t, 26, v)
+			})
+		})
+	}
 }

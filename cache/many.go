@@ -110,24 +110,33 @@ func (c *Cache[K, V]) GetOrLoadMany(ctx context.Context, keys []K, bulk BulkLoad
 	if own != nil {
 		err := c.goTracked(func() {
 			defer release()
+			// Released in a defer of its own: see runLoad.
+			defer close(own.done)
 			var found map[K]V
 			err := ErrLoaderExited
 			// Settle in a defer, so that a bulk loader that ends the
 			// goroutine with runtime.Goexit still answers every waiter.
 			defer func() {
+				var perr error
 				for i, key := range missing {
 					v, ok := found[key]
+					var e error
 					switch {
 					case err != nil:
-						c.settle(shards[i], key, hashes[i], calls[i], v, err, lctx)
+						e = c.settle(shards[i], key, hashes[i], calls[i], v, err, lctx)
 					case !ok:
-						c.settle(shards[i], key, hashes[i], calls[i], v, ErrNotFound, lctx)
+						e = c.settle(shards[i], key, hashes[i], calls[i], v, ErrNotFound, lctx)
 					default:
-						c.settle(shards[i], key, hashes[i], calls[i], v, nil, lctx)
+						e = c.settle(shards[i], key, hashes[i], calls[i], v, nil, lctx)
+					}
+					if perr == nil {
+						perr = e
 					}
 				}
+				if err == nil {
+					err = perr
+				}
 				c.countLoad(err)
-				close(own.done)
 			}()
 			// bulk gets a copy: it may reorder its argument, while missing
 			// stays aligned with calls, shards and hashes.

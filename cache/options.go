@@ -78,7 +78,12 @@ type Options[K comparable, V any] struct {
 	// OnEvict, when set, is called after an entry with a value leaves the
 	// cache by capacity, expiry, Delete or Purge (not when Set replaces it).
 	// It runs on the goroutine that caused the eviction, after the cache's
-	// locks are released, so it may call the cache. Defaults to nil.
+	// locks are released, so it may call the cache. A panic in it goes on
+	// to the caller of the method that evicted, except on a load's own
+	// goroutine, when storing the loaded value evicted an entry: there the
+	// panic is recovered, the value stays stored, and every waiter of that
+	// load gets a *[PanicError] with OnEvict set (a background refresh with
+	// no waiter counts it in Stats.LoadErrors). Defaults to nil.
 	OnEvict func(key K, value V, reason EvictReason)
 }
 

@@ -111,8 +111,9 @@
 // # Pages and limits
 //
 // [ParseLimit] reads the page size from a request: empty gives the
-// default, a number above the maximum is clamped, anything else that is
-// not a positive whole number is an error for a 400. [NewPage] takes the
+// default, a number above the maximum is clamped, and anything but a
+// positive number in plain decimal digits (no sign, no leading zero) is an
+// error matching [ErrInvalidLimit], for a 400. [NewPage] takes the
 // limit+1 rows fetched, trims the extra row and makes the next cursor from
 // the last row kept. A [Page] encodes as
 // {"items": [...], "next_cursor": "...", "has_more": true}.

@@ -2,6 +2,7 @@ package pagination
 
 import (
 	"math/rand/v2"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -84,11 +85,16 @@ func FuzzDecode(f *testing.F) {
 	})
 }
 
+// plainLimit is what ParseLimit accepts besides "": a number from 1 in
+// plain decimal digits, without sign or leading zero, at most 10 digits.
+var plainLimit = regexp.MustCompile(`^[1-9][0-9]{0,9}$`)
+
 // FuzzParseLimit checks that ParseLimit, which reads a query parameter,
-// never panics and returns either an error or a limit between 1 and max
-// that is def for "" and the number given, clamped, otherwise.
+// never panics, accepts exactly "" and the texts plainLimit matches, giving
+// def for "" and the number, clamped to max, otherwise, and refuses
+// everything else with ErrInvalidLimit.
 func FuzzParseLimit(f *testing.F) {
-	for _, s := range []string{"", "0", "1", "20", "100", "101", "-1", "+5", "1e3", "0x10", " 5", "5 ", "١٢", "99999999999999999999", "9223372036854775808"} {
+	for _, s := range []string{"", "0", "1", "20", "100", "101", "-1", "+5", "007", "00", "-0", "1e3", "0x10", " 5", "5 ", "١٢", "99999999999999999999", "9223372036854775808", "9999999999"} {
 		f.Add(s, 20, 100)
 	}
 	f.Add("5", 0, 100)
@@ -97,21 +103,21 @@ func FuzzParseLimit(f *testing.F) {
 		n, err := ParseLimit(s, def, max)
 		if def < 1 || max < def {
 			require.Error(t, err)
+			require.NotErrorIs(t, err, ErrInvalidLimit)
 			return
 		}
-		given, convErr := strconv.Atoi(s)
-		if err != nil {
+		if s != "" && !plainLimit.MatchString(s) {
+			require.ErrorIs(t, err, ErrInvalidLimit, "accepted %q", s)
 			require.Zero(t, n)
-			require.True(t, s != "" && (convErr != nil || given < 1 || len(s) > maxLimitDigits), "refused %q", s)
 			return
 		}
-		require.GreaterOrEqual(t, n, 1)
-		require.LessOrEqual(t, n, max)
+		require.NoError(t, err, "refused %q", s)
 		if s == "" {
 			require.Equal(t, def, n)
 			return
 		}
+		given, convErr := strconv.ParseInt(s, 10, 64)
 		require.NoError(t, convErr)
-		require.Equal(t, min(given, max), n)
+		require.Equal(t, int(min(given, int64(max))), n)
 	})
 }

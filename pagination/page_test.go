@@ -90,7 +90,6 @@ func TestParseLimit(t *testing.T) {
 		{"100", 100},
 		{"101", 100},
 		{"9999999999", 100},
-		{"007", 7},
 	}
 	for _, tt := range tests {
 		t.Run(strconv.Quote(tt.s)+" gives "+strconv.Itoa(tt.want), func(t *testing.T) {
@@ -103,7 +102,12 @@ func TestParseLimit(t *testing.T) {
 		s, want string
 	}{
 		{"0", "must be at least 1"},
-		{"-5", "must be at least 1"},
+		{"-5", "has a sign"},
+		{"+5", "has a sign"},
+		{"-0", "has a sign"},
+		{"007", "has a leading zero"},
+		{"05", "has a leading zero"},
+		{"00", "has a leading zero"},
 		{"abc", "is not a whole number"},
 		{"1.5", "is not a whole number"},
 		{" 5", "is not a whole number"},
@@ -115,6 +119,7 @@ func TestParseLimit(t *testing.T) {
 	for _, tt := range bad {
 		t.Run(strconv.Quote(tt.s)+" is an error", func(t *testing.T) {
 			got, err := ParseLimit(tt.s, 20, 100)
+			require.ErrorIs(t, err, ErrInvalidLimit)
 			require.ErrorContains(t, err, tt.want)
 			require.Zero(t, got)
 		})
@@ -123,6 +128,7 @@ func TestParseLimit(t *testing.T) {
 		t.Run("default "+strconv.Itoa(tt.def)+" and max "+strconv.Itoa(tt.max)+" are an error", func(t *testing.T) {
 			_, err := ParseLimit("", tt.def, tt.max)
 			require.ErrorContains(t, err, "must satisfy 1 <= default <= max")
+			require.NotErrorIs(t, err, ErrInvalidLimit, "the caller's constants are not the request's fault")
 		})
 	}
 }

@@ -26,7 +26,8 @@ var (
 	// is worse than refusing them (say, paid API quotas or login attempts).
 	FailOpen = FailurePolicy{kind: FailedOpen}
 	// FailClosed denies every request while the store fails, with a
-	// RetryAfter of when the store will be tried again.
+	// RetryAfter of when the store will be tried again, and never less
+	// than FailureOptions.Timeout.
 	FailClosed = FailurePolicy{kind: FailedClosed}
 )
 
@@ -99,8 +100,12 @@ type FailureOptions struct {
 	// answers at once. Defaults to 5.
 	Failures int
 	// OpenFor is how long the breaker stays open before one call is let
-	// through to probe the store; success closes the breaker, failure opens
-	// it for another OpenFor. Defaults to 1s.
+	// through to probe the store; success closes the breaker, failure
+	// (the timeout included) opens it for another OpenFor from the moment
+	// the probe failed. While the probe is out every other call gets the
+	// policy's answer at once. A probe whose caller's ctx ends tells
+	// nothing about the store: the breaker stays open and the next call
+	// probes. Defaults to 1s.
 	OpenFor time.Duration
 	// Observe, if set, is called after every decision; it must be quick and
 	// safe for concurrent use.

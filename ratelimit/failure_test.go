@@ -241,3 +241,101 @@ func TestFallbackTakesItsShare(t *testing.T) {
 		require.Equal(t, 0, res.Remaining)
 	})
 }
+
+// TestBreakerHalfOpen pins what happens while the probe is out, to the
+// nanosecond: the breaker opens at 3 failures, and 2s later (OpenFor) one
+// call probes the store, whose calls time out after 50ms.
+func TestBreakerHalfOpen(t *testing.T) {
+	cases := []struct {
+		name string
+		run  func(t *testing.T, g *ratelimit.Guarded, store *flakyStore, ev *ratelimittest.Recorder)
+	}{
+		{"callers during the probe get the policy's answer at once, retrying after the timeout", func(t *testing.T, g *ratelimit.Guarded, store *flakyStore, ev *ratelimittest.Recorder) {
+			store.mode.Store(storeHung)
+			probed := make(chan struct{})
+			go func() {
+				defer close(probed)
+				_, _ = g.AllowN(context.Background(), "k", 1)
+			}()
+			synctest.Wait() // the probe is in the store
+			require.Equal(t, int64(4), store.calls.Load())
+			start := time.Now()
+			res, err := g.AllowN(context.Background(), "k", 1)
+			require.NoError(t, err)
+			require.Zero(t, time.Since(start), "answered without waiting for the probe")
+			require.False(t, res.Allowed)
+			require.Equal(t, 50*time.Millisecond, res.RetryAfter)
+			require.True(t, ev.Last().BreakerOpen)
+			require.NoError(t, ev.Last().Err, "the store was not tried")
+			require.Equal(t, int64(4), store.calls.Load())
+			<-probed
+		}},
+		{"a probe that times out reopens for OpenFor from its failure", func(t *testing.T, g *ratelimit.Guarded, store *flakyStore, ev *ratelimittest.Recorder) {
+			store.mode.Store(storeHung)
+			start := time.Now()
+			res, err := g.AllowN(context.Background(), "k", 1)
+			require.NoError(t, err)
+			require.Equal(t, 50*time.Millisecond, time.Since(start))
+			require.False(t, res.Allowed)
+			require.Equal(t, 2*time.Second, res.RetryAfter, "the next probe is OpenFor after this one failed")
+			require.ErrorIs(t, ev.Last().Err, context.DeadlineExceeded)
+			require.True(t, ev.Last().BreakerOpen)
+			store.mode.Store(storeUp)
+			time.Sleep(2*time.Second - time.Nanosecond)
+			res, err = g.AllowN(context.Background(), "k", 1)
+			require.NoError(t, err)
+			require.False(t, res.Allowed)
+			require.Equal(t, 50*time.Millisecond, res.RetryAfter, "1ns to the probe, but never sooner than the timeout")
+			require.Equal(t, int64(4), store.calls.Load())
+			time.Sleep(time.Nanosecond)
+			res, err = g.AllowN(context.Background(), "k", 1)
+			require.NoError(t, err)
+			require.True(t, res.Allowed, "the second probe succeeds and closes the breaker")
+			require.False(t, ev.Last().BreakerOpen)
+			require.Equal(t, int64(5), store.calls.Load())
+		}},
+		{"a probe whose caller gives up leaves the breaker open and lets the next call probe", func(t *testing.T, g *ratelimit.Guarded, store *flakyStore, ev *ratelimittest.Recorder) {
+			store.mode.Store(storeHung)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+			_, err := g.AllowN(ctx, "k", 1)
+			cancel()
+			require.ErrorIs(t, err, context.DeadlineExceeded, "the caller's own deadline is its error")
+			require.Equal(t, int64(4), store.calls.Load())
+			store.mode.Store(storeUp)
+			res, err := g.AllowN(context.Background(), "k", 1)
+			require.NoError(t, err)
+			require.True(t, res.Allowed, "the next call probes at once and closes the breaker")
+			require.Equal(t, ratelimit.Decided, ev.Last().Outcome)
+			require.False(t, ev.Last().BreakerOpen)
+			require.Equal(t, int64(5), store.calls.Load())
+		}},
+		{"a successful probe closes the breaker and the count of failures starts again", func(t *testing.T, g *ratelimit.Guarded, store *flakyStore, ev *ratelimittest.Recorder) {
+			res, err := g.AllowN(context.Background(), "k", 1)
+			require.NoError(t, err)
+			require.True(t, res.Allowed)
+			store.mode.Store(storeDown)
+			for i := range 3 {
+				_, err := g.AllowN(context.Background(), "k", 1)
+				require.NoError(t, err)
+				require.Equal(t, i == 2, ev.Last().BreakerOpen, "failure %d after the probe", i+1)
+			}
+			require.Equal(t, int64(7), store.calls.Load())
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				g, store, ev := newGuarded(t, ratelimit.FailClosed)
+				store.mode.Store(storeDown)
+				for range 3 {
+					_, err := g.AllowN(context.Background(), "k", 1)
+					require.NoError(t, err)
+				}
+				require.True(t, ev.Last().BreakerOpen)
+				store.mode.Store(storeUp)
+				time.Sleep(2 * time.Second)
+				c.run(t, g, store, ev)
+			})
+		})
+	}
+}

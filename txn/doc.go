@@ -64,6 +64,19 @@
 // that has ended before COMMIT is sent rolls back and returns its error: that
 // outcome is known.
 //
+// Whatever the failure, the connection does not go back to db's pool with
+// a transaction still open on it. SQLite keeps a transaction open after
+// its COMMIT fails with SQLITE_BUSY (in rollback-journal mode a COMMIT
+// waits for readers to finish, and gives up after busy_timeout), and
+// whether the driver then rolls it back differs between drivers and
+// versions; database/sql would hand such a connection to the next user,
+// whose statements would run inside the dead transaction. Do therefore
+// runs each transaction on a connection of its own, and after a failed
+// COMMIT or ROLLBACK sends ROLLBACK itself: when that succeeds the
+// connection goes back to the pool, and otherwise, or when the outcome is
+// unknown, it is closed. A refused COMMIT is a known [*CommitError], and a
+// BUSY one is retried like any other.
+//
 // # Hooks
 //
 // [AfterCommit] runs a function once the outermost transaction has
@@ -98,9 +111,11 @@
 //
 // # Cost
 //
-// Without options Do allocates one small object on top of BeginTx and
-// Commit (the state, which is also the context fn receives), and a nested
-// Do allocates nothing for the first 64 savepoints of a transaction. The
+// Without options Do allocates two small objects on top of BeginTx and
+// Commit (the state, which is also the context fn receives, and the
+// *sql.Conn the transaction runs on), and a nested Do allocates nothing
+// for the first 64 savepoints of a transaction. A failed COMMIT or
+// ROLLBACK costs one more ROLLBACK, and on SQLite usually a reconnect. The
 // benchmarks BenchmarkDo and BenchmarkNested compare both with hand-written
 // BeginTx, SAVEPOINT, RELEASE and Commit.
 package txn

@@ -3,10 +3,12 @@ package txn
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"strconv"
 	"sync"
+	"time"
 )
 
 // ctxKey is the context key under which Do's context answers with the
@@ -66,10 +68,18 @@ type hook struct {
 // outermost transaction's is ErrNestedOptions. Nested Do calls on one
 // transaction must not run concurrently.
 //
+// The outermost transaction runs on a connection Do takes from db's pool
+// for it, and no connection goes back to the pool with a transaction open
+// on it: after a COMMIT or ROLLBACK that failed, Do sends a ROLLBACK of its
+// own and returns the connection only if that succeeds, and otherwise
+// closes it, as it does after a commit whose outcome is unknown. (SQLite
+// keeps the transaction open after COMMIT fails with SQLITE_BUSY, and not
+// every driver rolls it back.) The caller sees the same errors either way.
+//
 // A nil ctx, db or fn, or an invalid option, is an error returned before
 // anything begins. Without options the cost over a hand-written
-// BeginTx/Commit is one small allocation; a nested Do adds none for the
-// first 64 savepoints of a transaction.
+// BeginTx/Commit is two small allocations (the state and the *sql.Conn); a
+// nested Do adds none for the first 64 savepoints of a transaction.
 func Do(ctx context.Context, db *sql.DB, fn func(ctx context.Context, tx *sql.Tx) error, opts ...Option) error {
 	if ctx == nil {
 		return errors.New("txn: nil context")
@@ -118,10 +128,20 @@ func run(ctx context.Context, db *sql.DB, fn func(context.Context, *sql.Tx) erro
 	if cfg.isoSet || cfg.roSet {
 		txOpts = &cfg.txOpts
 	}
-	tx, err := db.BeginTx(ctx, txOpts)
+	// The transaction runs on a connection of its own rather than through
+	// db.BeginTx, so that Do decides where the connection goes afterwards:
+	// database/sql would put it back in the pool after a failed COMMIT or
+	// ROLLBACK even if the transaction were still open on it.
+	conn, err := db.Conn(ctx)
 	if err != nil {
-		// SQLite reports a busy database here when the transaction
-		// begins IMMEDIATE, so a failed BEGIN may be retried too.
+		return nil, cfg.retryable(err), fmt.Errorf("txn: begin: %w", err)
+	}
+	tx, err := conn.BeginTx(ctx, txOpts)
+	if err != nil {
+		// A BEGIN that failed opened nothing. SQLite reports a busy
+		// database here when the transaction begins IMMEDIATE, so a
+		// failed BEGIN may be retried too.
+		_ = conn.Close()
 		return nil, cfg.retryable(err), fmt.Errorf("txn: begin: %w", err)
 	}
 	st := &state{Context: ctx, db: db, tx: tx, cfg: cfg}
@@ -133,7 +153,7 @@ func run(ctx context.Context, db *sql.DB, fn func(context.Context, *sql.Tx) erro
 		// fn panicked or called runtime.Goexit: roll back and let it go on.
 		// A panicking rollback hook cannot be reported here; it is dropped.
 		hooks, _ := st.end()
-		_ = tx.Rollback()
+		rollback(ctx, conn, tx)
 		_ = runHooks(ctx, hooks, false)
 	}()
 	err = fn(st, tx)
@@ -149,7 +169,7 @@ func run(ctx context.Context, db *sql.DB, fn func(context.Context, *sql.Tx) erro
 		err = fmt.Errorf("txn: context ended before commit: %w", context.Cause(ctx))
 	}
 	if err != nil {
-		_ = tx.Rollback()
+		rollback(ctx, conn, tx)
 		retry := cfg.retryable(err) || (doomed != nil && cfg.retryable(doomed))
 		if herr := runHooks(ctx, hooks, false); herr != nil {
 			err = errors.Join(err, herr)
@@ -159,16 +179,66 @@ func run(ctx context.Context, db *sql.DB, fn func(context.Context, *sql.Tx) erro
 	if err := tx.Commit(); err != nil {
 		cerr := &CommitError{Err: err, Unknown: cfg.commitUnknown(err)}
 		if cerr.Unknown {
+			// The connection is lost, or COMMIT may still be on its way
+			// on it: it must not serve anyone else.
+			discard(conn)
 			// Neither kind of hook may run: nobody knows which applies.
 			return nil, false, cerr
 		}
+		// SQLite keeps the transaction open after a COMMIT refused with
+		// SQLITE_BUSY, and drivers differ in whether they roll it back.
+		release(ctx, conn)
 		var out error = cerr
 		if herr := runHooks(ctx, hooks, false); herr != nil {
 			out = errors.Join(cerr, herr)
 		}
 		return nil, cfg.retryable(err), out
 	}
+	_ = conn.Close()
 	return hooks, false, nil
+}
+
+// rollbackTimeout bounds the ROLLBACK that release sends on a connection
+// whose transaction did not end cleanly.
+const rollbackTimeout = 5 * time.Second
+
+// rollback rolls tx back and returns conn to the pool, or, if the rollback
+// failed, makes sure that no transaction is left open on conn first.
+func rollback(ctx context.Context, conn *sql.Conn, tx *sql.Tx) {
+	if err := tx.Rollback(); err != nil {
+		// The transaction may still be open: the driver failed, or fn
+		// ended the transaction itself with a COMMIT that failed.
+		release(ctx, conn)
+		return
+	}
+	_ = conn.Close()
+}
+
+// release returns conn to the pool after a COMMIT or ROLLBACK that failed,
+// once a ROLLBACK of its own has succeeded on it, so that the connection
+// is known to be outside any transaction; otherwise it discards conn. The
+// extra ROLLBACK is harmless where the failure ended the transaction, as
+// it does on Postgres and MySQL; where the driver has already rolled back
+// (modernc's SQLite driver after a refused COMMIT), SQLite answers that no
+// transaction is active and the connection is discarded, which costs a
+// reconnect but never hands on an open transaction.
+func release(ctx context.Context, conn *sql.Conn) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
+	defer cancel()
+	if _, err := conn.ExecContext(ctx, "ROLLBACK"); err != nil {
+		discard(conn)
+		return
+	}
+	_ = conn.Close()
+}
+
+// discard closes conn's underlying connection instead of returning it to
+// the pool. database/sql closes a connection for which Raw's function
+// returns driver.ErrBadConn. If database/sql has closed conn already (it
+// does when the transaction's context ends), there is nothing left to do.
+func discard(conn *sql.Conn) {
+	_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+	_ = conn.Close()
 }
 
 // Value returns st for ctxKey{} and asks the context given to Do otherwise.

@@ -4,10 +4,7 @@ package ratelimit_test
 
 import (
 	"context"
-	"fmt"
 	"math/rand/v2"
-	"os"
-	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -15,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-redis/redis_rate/v10"
-	"github.com/redis/go-redis/v9"
 	"github.com/sethvargo/go-limiter/memorystore"
 	"github.com/throttled/throttled/v2"
 	throttledmem "github.com/throttled/throttled/v2/store/memstore"
@@ -25,7 +20,6 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/asynckit/asynckit/ratelimit"
-	"github.com/asynckit/asynckit/ratelimit/redisrate"
 )
 
 // The in-memory workload: 10,000 keys, each limited to 8 per 10 ms with a
@@ -166,79 +160,6 @@ func BenchmarkAllowParallel(b *testing.B) {
 					allow(ctx, keys[r.IntN(nkeys)])
 				}
 			})
-			b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
-		})
-	}
-}
-
-// redisrateGCRA returns the constructor of a redisrate GCRA allowing 1000
-// a second, with options o.
-func redisrateGCRA(o redisrate.Options) func(b *testing.B, c *redis.Client) allowFunc {
-	return func(b *testing.B, c *redis.Client) allowFunc {
-		l, err := redisrate.NewGCRA(c, ratelimit.PerSecond(1000), o)
-		must(b, err)
-		return func(ctx context.Context, key string) bool {
-			res, err := l.AllowN(ctx, key, 1)
-			if err != nil {
-				b.Error(err)
-			}
-			return res.Allowed
-		}
-	}
-}
-
-// BenchmarkRedisAllow compares one decision against the real Redis named by
-// REDIS_URL, with 16 concurrent callers over 10,000 keys: asynckit's
-// redisrate GCRA, sending each decision on its own and batched
-// (Options.Batch), against go-redis/redis_rate (also GCRA in Lua). All use
-// the same client settings.
-func BenchmarkRedisAllow(b *testing.B) {
-	url := os.Getenv("REDIS_URL")
-	if url == "" {
-		b.Skip("set REDIS_URL=redis://127.0.0.1:6379/0 to compare Redis limiters")
-	}
-	opts, err := redis.ParseURL(url)
-	must(b, err)
-	const callers = 16
-	prefix := fmt.Sprintf("akbench_%d:", time.Now().UnixNano())
-	for _, peer := range []struct {
-		name string
-		new  func(b *testing.B, c *redis.Client) allowFunc
-	}{
-		{"asynckit-redisrate-GCRA", redisrateGCRA(redisrate.Options{Prefix: prefix})},
-		{"asynckit-redisrate-GCRA-batched", redisrateGCRA(redisrate.Options{Prefix: prefix + "b:", Batch: 64})},
-		{"go-redis-redis_rate", func(b *testing.B, c *redis.Client) allowFunc {
-			l := redis_rate.NewLimiter(c)
-			lim := redis_rate.PerSecond(1000)
-			return func(ctx context.Context, key string) bool {
-				res, err := l.Allow(ctx, prefix+key, lim)
-				if err != nil {
-					b.Error(err)
-					return false
-				}
-				return res.Allowed > 0
-			}
-		}},
-	} {
-		b.Run(fmt.Sprintf("%s/callers=%d", peer.name, callers), func(b *testing.B) {
-			c := redis.NewClient(opts)
-			b.Cleanup(func() { _ = c.Close() })
-			allow := peer.new(b, c)
-			ctx := context.Background()
-			allow(ctx, keys[0]) // load the script
-			var next atomic.Int64
-			b.SetParallelism(max(callers/runtime.GOMAXPROCS(0), 1))
-			b.ReportAllocs()
-			b.ResetTimer()
-			cpu := cpuTime()
-			b.RunParallel(func(pb *testing.PB) {
-				i := int(next.Add(7919))
-				for pb.Next() {
-					allow(ctx, keys[i%nkeys])
-					i++
-				}
-			})
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "decisions/s")
 			b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
 		})
 	}

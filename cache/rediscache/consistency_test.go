@@ -3,6 +3,7 @@ package rediscache_test
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -15,19 +16,34 @@ import (
 	"github.com/asynckit/asynckit/internal/testenv"
 )
 
-// pauseHook holds the first command name on key, before or after it runs
-// on the real server, until release is closed; reached is closed when it
-// does. It lets a test run another operation in the middle of one.
+// pauseHook holds the first command that match accepts, before or after
+// it runs on the real server, until release is closed; reached is closed
+// when it does. It lets a test run another operation in the middle of one.
 type pauseHook struct {
-	name, key string
-	after     bool
-	reached   chan struct{}
-	release   chan struct{}
-	once      sync.Once
+	match   func(redis.Cmder) bool
+	after   bool
+	reached chan struct{}
+	release chan struct{}
+	once    sync.Once
 }
 
-func newPauseHook(name, key string, after bool) *pauseHook {
-	return &pauseHook{name: name, key: key, after: after, reached: make(chan struct{}), release: make(chan struct{})}
+func newPauseHook(match func(redis.Cmder) bool, after bool) *pauseHook {
+	return &pauseHook{match: match, after: after, reached: make(chan struct{}), release: make(chan struct{})}
+}
+
+// command matches the command name on key.
+func command(name, key string) func(redis.Cmder) bool {
+	return func(cmd redis.Cmder) bool {
+		return cmd.Name() == name && len(cmd.Args()) > 1 && fmt.Sprint(cmd.Args()[1]) == key
+	}
+}
+
+// script matches the script whose SHA1 is hash, run with EVALSHA, on key.
+func script(hash, key string) func(redis.Cmder) bool {
+	return func(cmd redis.Cmder) bool {
+		a := cmd.Args()
+		return cmd.Name() == "evalsha" && len(a) > 3 && fmt.Sprint(a[1]) == hash && fmt.Sprint(a[3]) == key
+	}
 }
 
 func (h *pauseHook) DialHook(next redis.DialHook) redis.DialHook { return next }
@@ -38,7 +54,7 @@ func (h *pauseHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pr
 
 func (h *pauseHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		match := cmd.Name() == h.name && len(cmd.Args()) > 1 && fmt.Sprint(cmd.Args()[1]) == h.key
+		match := h.match(cmd)
 		if match && !h.after {
 			h.pause()
 		}
@@ -67,7 +83,7 @@ func TestDeleteIsNotUndoneByALoadDuringIt(t *testing.T) {
 	client, ns := setup(t)
 	ctx := context.Background()
 	hooked := ownClient(t, client)
-	hook := newPauseHook("del", ns+"v:1", false)
+	hook := newPauseHook(script(rediscache.DeleteScriptHash, rediscache.ValueKey(ns, "1")), false)
 	hooked.AddHook(hook)
 	c := newTier(t, rediscache.Options[int, user]{Client: hooked, Namespace: ns, TTL: time.Minute,
 		Local: cache.Options[string, user]{TTL: time.Hour}})
@@ -95,7 +111,7 @@ func TestGetDoesNotKeepAValueInvalidatedWhileItRead(t *testing.T) {
 	client, ns := setup(t)
 	ctx := context.Background()
 	hooked := ownClient(t, client)
-	hook := newPauseHook("get", ns+"v:5", true)
+	hook := newPauseHook(command("get", rediscache.ValueKey(ns, "5")), true)
 	hooked.AddHook(hook)
 	dropped := make(chan string, 10)
 	a := newTier(t, rediscache.Options[int, user]{Client: ownClient(t, client), Namespace: ns, TTL: time.Minute, Invalidate: true})
@@ -289,7 +305,7 @@ func TestSlowLoadDoesNotOverwriteANewerSetInRedis(t *testing.T) {
 	close(unblock)
 	require.NoError(t, <-loaded)
 
-	raw, err := client.Get(ctx, ns+"v:9").Result()
+	raw, err := client.Get(ctx, rediscache.ValueKey(ns, "9")).Result()
 	require.NoError(t, err)
 	require.JSONEq(t, `{"id":9,"name":"new"}`, raw, "the newer Set is kept in Redis")
 	c := newTier(t, rediscache.Options[int, user]{Client: ownClient(t, client), Namespace: ns, TTL: time.Minute})
@@ -347,7 +363,7 @@ func TestSlowLoadDoesNotRestoreAValueDeletedMeanwhile(t *testing.T) {
 	close(unblock)
 	require.NoError(t, <-loaded)
 
-	n, err := client.Exists(ctx, ns+"v:11").Result()
+	n, err := client.Exists(ctx, rediscache.ValueKey(ns, "11")).Result()
 	require.NoError(t, err)
 	require.Zero(t, n, "the value read before the Delete was not written back to Redis")
 	_, ok, err := a.Get(ctx, 11)
@@ -394,7 +410,7 @@ func TestLoadDuringACutSubscriptionDoesNotWriteBack(t *testing.T) {
 	}
 	close(unblock)
 	require.NoError(t, <-loaded)
-	n, err := client.Exists(ctx, ns+"v:13").Result()
+	n, err := client.Exists(ctx, rediscache.ValueKey(ns, "13")).Result()
 	require.NoError(t, err)
 	require.Zero(t, n, "the load that may have missed an invalidation wrote nothing back")
 }
@@ -441,4 +457,69 @@ func TestEachLookupCountsOnceAsARedisHitOrMiss(t *testing.T) {
 	as, bs := a.Stats(), b.Stats()
 	require.Equal(t, [2]uint64{0, 1}, [2]uint64{as.RedisHits, as.RedisMisses}, "a: one lookup, sent to the loader")
 	require.Equal(t, [2]uint64{1, 0}, [2]uint64{bs.RedisHits, bs.RedisMisses}, "b: one lookup, answered by Redis after waiting")
+}
+
+// A load that began before another instance's Delete must not write the
+// value it read back to Redis, even when it ends before it hears of the
+// Delete: pub/sub takes a delivery's time, and an instance may not listen
+// at all (Invalidate off, or a subscription being re-established). Here
+// the loading instance never hears, so nothing but Redis itself can stop
+// the write-back. A load that begins after the Delete stores its value.
+func TestLoadHeldAcrossAnotherInstancesDeleteWritesNothingBack(t *testing.T) {
+	cases := []struct {
+		name    string
+		lockTTL time.Duration
+		replace bool // the value in Redis before the load could not be decoded
+	}{
+		{"a plain load", 0, false},
+		{"a load under the cross-instance lock", 5 * time.Second, false},
+		{"a load that replaces an undecodable value", 0, true},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			client, ns := setup(t)
+			ctx := context.Background()
+			id := 30 + i
+			key := rediscache.ValueKey(ns, strconv.Itoa(id))
+			opts := rediscache.Options[int, user]{Namespace: ns, TTL: time.Minute, LockTTL: c.lockTTL}
+			opts.Client = ownClient(t, client)
+			deaf := newTier(t, opts) // hears no invalidation
+			opts.Client, opts.Invalidate = ownClient(t, client), true
+			other := newTier(t, opts)
+			if c.replace {
+				require.NoError(t, client.Set(ctx, key, "not json", time.Minute).Err())
+			}
+
+			started, unblock := make(chan struct{}), make(chan struct{})
+			loaded := make(chan error, 1)
+			go func() {
+				u, err := deaf.GetOrLoad(ctx, id, func(context.Context, int) (user, error) {
+					close(started)
+					<-unblock
+					return user{id, "old"}, nil // read before the change behind the Delete
+				})
+				if err == nil && u.Name != "old" {
+					err = fmt.Errorf("the load returned %q", u.Name)
+				}
+				loaded <- err
+			}()
+			<-started
+			require.NoError(t, other.Delete(ctx, id))
+			close(unblock)
+			require.NoError(t, <-loaded)
+
+			n, err := client.Exists(ctx, key).Result()
+			require.NoError(t, err)
+			require.Zero(t, n, "the value read before the Delete was not written back to Redis")
+
+			opts.Client, opts.Invalidate = ownClient(t, client), false
+			fresh := newTier(t, opts)
+			u, err := fresh.GetOrLoad(ctx, id, constLoader("new"))
+			require.NoError(t, err)
+			require.Equal(t, "new", u.Name)
+			raw, err := client.Get(ctx, key).Result()
+			require.NoError(t, err)
+			require.JSONEq(t, fmt.Sprintf(`{"id":%d,"name":"new"}`, id), raw, "a load after the Delete stores its value")
+		})
+	}
 }

@@ -16,18 +16,31 @@
 // (Options.Local.TTL and Jitter locally, Options.TTL and Options.Jitter in
 // Redis; a zero Options.Local.TTL defaults to Options.TTL). Values are
 // encoded by a [Codec], [JSON] by default. Keys become strings through
-// Options.Key and live in Redis as Namespace+"v:"+key.
+// Options.Key and live in Redis as Namespace+"v{:"+key+"}": the key in a
+// hash tag, so that the keys the cache keeps for one key share a Redis
+// Cluster slot. The layout is injective: two caches never share a Redis
+// key, even when one's Namespace prefixes the other's.
 //
-// A loaded value is written to Redis with SET NX: a value that appeared
-// meanwhile, from a [Cache.Set] or another instance's load, is at least as
-// new as what the loader read, and is kept (a value that could not be
-// decoded is replaced). A [Cache.Delete] racing a slow load is guarded
-// differently: a load that hears of the key's deletion or invalidation
-// while it runs (on its own instance, or by pub/sub with
-// Options.Invalidate) writes nothing back. What remains is a window of
-// about one message delivery between another instance's DEL and this
-// instance hearing of it, in which a load that ends then can still write
-// the value it read; it lives in Redis until Options.TTL.
+// A loaded value is written to Redis only where there is none: a value
+// that appeared meanwhile, from a [Cache.Set] or another instance's load,
+// is at least as new as what the loader read, and is kept (a value that
+// could not be decoded is replaced). A [Cache.Delete] racing a slow load,
+// on any instance, is guarded in Redis itself: each key has a generation,
+// a random token under Namespace+"g{:"+key+"}", that a load reads before
+// its loader runs and that Delete replaces in the same script as it
+// deletes the value; the load's write-back is a script that writes only if
+// the generation is unchanged. So a load that began before a Delete never
+// writes back what it read, whether or not its instance has heard of the
+// Delete yet. A generation lives for Options.TTL after it was last read or
+// replaced: a load slower than that, or one that cannot read the
+// generation, stores nothing in Redis (its caller still gets the value).
+// A load that hears of the key's deletion or invalidation while it runs
+// (on its own instance, or by pub/sub with Options.Invalidate) does not
+// even send the write.
+//
+// A lookup that misses Redis therefore costs one more round trip before
+// the loader (the generation), and the write-back and Delete run as Lua
+// scripts; a hit costs one GET, as before.
 //
 // # Redis failures
 //

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -24,7 +25,11 @@ type Options[K comparable, V any] struct {
 	// Close does not close it. Required.
 	Client redis.UniversalClient
 	// Namespace prefixes every Redis key and the invalidation channel, so
-	// that several caches share one Redis. Required.
+	// that several caches share one Redis: a key of the cache is
+	// Namespace, a letter for what it holds, and the key in a Redis
+	// Cluster hash tag, as in "myapp:users:v{:42}". No two caches share a
+	// Redis key, even when one's Namespace prefixes the other's. Required;
+	// it must not contain "{" or "}", which would break both guarantees.
 	Namespace string
 	// Local configures the in-process tier (see [cache.Options]); its
 	// TTL bounds how stale a local copy can be when an invalidation is
@@ -33,8 +38,10 @@ type Options[K comparable, V any] struct {
 	// that a local copy is not kept for ever: it lives at most TTL from
 	// when it was taken, as a value in Redis does from when it was written.
 	Local cache.Options[string, V]
-	// TTL is the lifetime of a value in Redis. Required: every value
-	// written to Redis expires.
+	// TTL is the lifetime of a value in Redis, and of a key's generation
+	// (see the package documentation): a load that takes longer than TTL
+	// stores nothing in Redis. Required: every key written to Redis
+	// expires.
 	TTL time.Duration
 	// Jitter, in [0, 1), shortens each Redis TTL by a random fraction of up
 	// to Jitter. Use Local.Jitter for the local tier. Defaults to 0.
@@ -77,9 +84,9 @@ type Options[K comparable, V any] struct {
 	// the client's own ReadTimeout and WriteTimeout.
 	RedisTimeout time.Duration
 	// OnError, when set, is called with every Redis or codec error that the
-	// cache handles by falling back (op is "get", "set", "del", "publish",
-	// "lock", "unlock", "subscribe" ([ErrResubscribed]), "encode" or
-	// "decode"). Such errors are counted in Stats either way. It must not
+	// cache handles by falling back (op is "get", "generation", "set",
+	// "del", "publish", "lock", "unlock", "subscribe" ([ErrResubscribed]),
+	// "encode" or "decode"). Such errors are counted in Stats either way. It must not
 	// block. Defaults to nil.
 	OnError func(op string, err error)
 }
@@ -90,6 +97,8 @@ func (o *Options[K, V]) validate() error {
 		return errors.New("rediscache: Client is required")
 	case o.Namespace == "":
 		return errors.New("rediscache: Namespace is required")
+	case strings.ContainsAny(o.Namespace, "{}"):
+		return fmt.Errorf("rediscache: Namespace %q must not contain { or }", o.Namespace)
 	case o.TTL <= 0:
 		return errors.New("rediscache: TTL must be positive")
 	case o.Jitter < 0 || o.Jitter >= 1 || o.Jitter != o.Jitter:

@@ -35,6 +35,44 @@ if redis.call("GET", KEYS[1]) == ARGV[1] then
 end
 return 0`)
 
+// generationScript returns the generation of a key (KEYS[1]), a token that
+// Delete replaces, creating it as ARGV[1] if there is none, and makes it
+// live ARGV[2] ms from now. A load reads it before its loader runs.
+var generationScript = redis.NewScript(`
+local g = redis.call("GET", KEYS[1])
+if g then
+	redis.call("PEXPIRE", KEYS[1], ARGV[2])
+	return g
+end
+redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2])
+return ARGV[1]`)
+
+// storeScript writes a loaded value (ARGV[2]) to KEYS[1] for ARGV[3] ms,
+// but only if the key's generation, KEYS[2], is still ARGV[1], the one the
+// load read before its loader ran; with ARGV[4] == "1" over any value
+// there, and otherwise only where there is none (NX). It returns 1 if it
+// wrote.
+var storeScript = redis.NewScript(`
+if redis.call("GET", KEYS[2]) ~= ARGV[1] then
+	return 0
+end
+if ARGV[4] == "1" then
+	redis.call("SET", KEYS[1], ARGV[2], "PX", ARGV[3])
+	return 1
+end
+if redis.call("SET", KEYS[1], ARGV[2], "PX", ARGV[3], "NX") then
+	return 1
+end
+return 0`)
+
+// deleteScript deletes the value KEYS[1] and gives the key a new
+// generation, KEYS[2] = ARGV[1] for ARGV[2] ms, in one step, so that no
+// load that read the old generation writes a value back.
+var deleteScript = redis.NewScript(`
+redis.call("DEL", KEYS[1])
+redis.call("SET", KEYS[2], ARGV[1], "PX", ARGV[2])
+return 1`)
+
 // Cache is a two-tier cache: an in-process [cache.Cache] in front of Redis,
 // shared by every instance that uses the same Namespace. Create one with
 // [New]. All methods are safe for concurrent use.
@@ -160,8 +198,27 @@ func New[K comparable, V any](ctx context.Context, opts Options[K, V]) (*Cache[K
 	return c, nil
 }
 
-func (c *Cache[K, V]) valueKey(skey string) string { return c.ns + "v:" + skey }
-func (c *Cache[K, V]) lockKey(skey string) string  { return c.ns + "l:" + skey }
+// What a Redis key of the cache holds: the first letter after the
+// Namespace.
+const (
+	kindValue      = "v" // the encoded value
+	kindLock       = "l" // the owner token of the cross-instance lock
+	kindGeneration = "g" // the generation, which Delete replaces
+)
+
+// redisKey returns the Redis key of kind for the string key skey in the
+// namespace ns: ns, the kind's letter, and skey inside a hash tag after a
+// colon, as in "myapp:users:v{:42}". The encoding is injective: ns holds no
+// brace (New refuses one), so the first "{" ends ns and the kind, the last
+// "}" ends skey, and no two (ns, kind, skey) share a key, however their
+// namespaces prefix each other. The hash tag puts every key of one skey in
+// one Redis Cluster slot, so that a script may touch several, and it is
+// never empty, which would make Redis hash the whole key.
+func redisKey(ns, kind, skey string) string { return ns + kind + "{:" + skey + "}" }
+
+func (c *Cache[K, V]) valueKey(skey string) string { return redisKey(c.ns, kindValue, skey) }
+func (c *Cache[K, V]) lockKey(skey string) string  { return redisKey(c.ns, kindLock, skey) }
+func (c *Cache[K, V]) genKey(skey string) string   { return redisKey(c.ns, kindGeneration, skey) }
 func (c *Cache[K, V]) channel() string             { return c.ns + "invalidate" }
 
 // GetOrLoad returns key's value from the local tier, else from Redis, else
@@ -245,7 +302,7 @@ func (c *Cache[K, V]) Set(ctx context.Context, key K, value V) error {
 		return errors.New("rediscache: nil context")
 	}
 	skey := c.key(key)
-	if err := c.toRedis(ctx, skey, value, true); err != nil {
+	if err := c.toRedis(ctx, skey, value); err != nil {
 		c.drop(skey)
 		return err
 	}
@@ -256,10 +313,13 @@ func (c *Cache[K, V]) Set(ctx context.Context, key K, value V) error {
 
 // Delete removes key from Redis and from the local tier, and with
 // Options.Invalidate from the local tier of every other instance, typically
-// within milliseconds. Redis is cleared before the local copy, so a
-// concurrent load on this instance cannot bring the old value back. It
-// returns the first Redis error, after trying both the delete and the
-// broadcast.
+// within milliseconds. In the same step as it removes the value from Redis
+// it gives the key a new generation, so that no load that began before it,
+// on any instance, writes the value it read back to Redis, whether or not
+// that instance has heard of the Delete. Redis is cleared before the local
+// copy, so a concurrent load on this instance cannot bring the old value
+// back either. It returns the first Redis error, after trying both the
+// delete and the broadcast.
 func (c *Cache[K, V]) Delete(ctx context.Context, key K) error {
 	if ctx == nil {
 		return errors.New("rediscache: nil context")
@@ -267,7 +327,7 @@ func (c *Cache[K, V]) Delete(ctx context.Context, key K) error {
 	skey := c.key(key)
 	var first error
 	rctx, cancel := c.bound(ctx)
-	err := c.client.Del(rctx, c.valueKey(skey)).Err()
+	err := deleteScript.Run(rctx, c.client, []string{c.valueKey(skey), c.genKey(skey)}, token(), c.generationTTL()).Err()
 	cancel()
 	if err != nil {
 		first = c.fail("del", err)
@@ -343,26 +403,63 @@ func corrupt(err error) bool {
 	return errors.As(err, &d)
 }
 
-// toRedis writes v under skey with the jittered TTL: with replace, over
-// any value there; without, only where there is none (SET NX).
-func (c *Cache[K, V]) toRedis(ctx context.Context, skey string, v V, replace bool) error {
+// toRedis writes v under skey with the jittered TTL, over any value there.
+func (c *Cache[K, V]) toRedis(ctx context.Context, skey string, v V) error {
 	b, err := c.codec.Marshal(v)
 	if err != nil {
 		return c.fail("encode", err)
 	}
+	rctx, cancel := c.bound(ctx)
+	defer cancel()
+	if err := c.client.Set(rctx, c.valueKey(skey), b, c.valueTTL()).Err(); err != nil {
+		return c.fail("set", err)
+	}
+	return nil
+}
+
+// valueTTL returns the lifetime of a value written now: TTL shortened by
+// up to Jitter, and at least a millisecond.
+func (c *Cache[K, V]) valueTTL() time.Duration {
 	ttl := c.ttl
 	if c.jitter > 0 {
 		ttl -= time.Duration(rand.Float64() * c.jitter * float64(ttl))
 	}
+	return max(ttl, time.Millisecond)
+}
+
+// generationTTL is how long, in milliseconds, a generation lives after a
+// load reads it or a Delete replaces it: TTL, the longest a value lives. A
+// generation that expires under a load only makes that load store nothing.
+func (c *Cache[K, V]) generationTTL() int64 { return max(c.ttl.Milliseconds(), 1) }
+
+// generation returns skey's generation in Redis, creating it if there is
+// none, for a load about to call its loader.
+func (c *Cache[K, V]) generation(ctx context.Context, skey string) (string, error) {
 	rctx, cancel := c.bound(ctx)
 	defer cancel()
-	ttl = max(ttl, time.Millisecond)
-	if replace {
-		err = c.client.Set(rctx, c.valueKey(skey), b, ttl).Err()
-	} else {
-		err = c.client.SetNX(rctx, c.valueKey(skey), b, ttl).Err()
-	}
+	gen, err := generationScript.Run(rctx, c.client, []string{c.genKey(skey)}, token(), c.generationTTL()).Text()
 	if err != nil {
+		return "", c.fail("generation", err)
+	}
+	return gen, nil
+}
+
+// storeLoaded writes a loaded v under skey with the jittered TTL, if skey's
+// generation is still gen: with replace over any value there, and
+// otherwise only where there is none.
+func (c *Cache[K, V]) storeLoaded(ctx context.Context, skey, gen string, v V, replace bool) error {
+	b, err := c.codec.Marshal(v)
+	if err != nil {
+		return c.fail("encode", err)
+	}
+	rctx, cancel := c.bound(ctx)
+	defer cancel()
+	flag := "0"
+	if replace {
+		flag = "1"
+	}
+	keys := []string{c.valueKey(skey), c.genKey(skey)}
+	if err := storeScript.Run(rctx, c.client, keys, gen, b, c.valueTTL().Milliseconds(), flag).Err(); err != nil {
 		return c.fail("set", err)
 	}
 	return nil
@@ -392,19 +489,24 @@ func (c *Cache[K, V]) untrack(skey string, l *load) {
 
 // loadAndStore calls loader and writes its value to Redis; a failed write
 // is counted but the value is still returned. The write does not replace a
-// value already in Redis (SET NX): one written meanwhile, by a Set or by
+// value already in Redis (NX): one written meanwhile, by a Set or by
 // another instance's load, is at least as new as what this load read.
 // With replace, as for a value that could not be decoded, it does. No
 // write happens if the key was deleted or invalidated during the load:
-// what the loader read may predate the change behind that.
+// what the loader read may predate the change behind that. Redis itself
+// sees to that for a Delete on any instance, by the generation read before
+// the loader runs; this instance's own drops (an invalidation heard, or a
+// resubscription) stop the write before it is sent. When the generation
+// cannot be read, nothing is written.
 func (c *Cache[K, V]) loadAndStore(ctx context.Context, l *load, key K, skey string, loader cache.Loader[K, V], replace bool) (V, error) {
+	gen, genErr := c.generation(ctx, skey)
 	c.loads.Add(1)
 	v, err := loader(ctx, key)
 	if err != nil {
 		return v, err
 	}
-	if !l.dropped.Load() {
-		_ = c.toRedis(ctx, skey, v, replace)
+	if genErr == nil && !l.dropped.Load() {
+		_ = c.storeLoaded(ctx, skey, gen, v, replace)
 	}
 	return v, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -56,6 +57,7 @@ func TestNewRejectsInvalidOptions(t *testing.T) {
 	}{
 		{"no client", rediscache.Options[int, user]{Namespace: ns, TTL: time.Minute}, "Client is required"},
 		{"no namespace", rediscache.Options[int, user]{Client: client, TTL: time.Minute}, "Namespace is required"},
+		{"a namespace with a brace", rediscache.Options[int, user]{Client: client, Namespace: ns + "{x}:", TTL: time.Minute}, "must not contain { or }"},
 		{"no TTL", rediscache.Options[int, user]{Client: client, Namespace: ns}, "TTL must be positive"},
 		{"Jitter of one", rediscache.Options[int, user]{Client: client, Namespace: ns, TTL: time.Minute, Jitter: 1}, "Jitter"},
 		{"negative LockTTL", rediscache.Options[int, user]{Client: client, Namespace: ns, TTL: time.Minute, LockTTL: -1}, "LockTTL"},
@@ -87,10 +89,10 @@ func TestTwoTiersLocalThenRedisThenLoader(t *testing.T) {
 	require.Equal(t, user{7, "user-7"}, u)
 	require.Equal(t, int32(1), loads.Load())
 
-	raw, err := client.Get(ctx, ns+"v:7").Result()
+	raw, err := client.Get(ctx, rediscache.ValueKey(ns, "7")).Result()
 	require.NoError(t, err, "the loaded value was written to Redis")
 	require.JSONEq(t, `{"id":7,"name":"user-7"}`, raw)
-	ttl, err := client.PTTL(ctx, ns+"v:7").Result()
+	ttl, err := client.PTTL(ctx, rediscache.ValueKey(ns, "7")).Result()
 	require.NoError(t, err)
 	require.LessOrEqual(t, ttl, time.Minute)
 	require.Greater(t, ttl, 30*time.Second-time.Second, "jitter takes at most half the TTL")
@@ -126,7 +128,7 @@ func TestJitterSpreadsRedisTTLs(t *testing.T) {
 	var ttls []time.Duration
 	for id := range 50 {
 		require.NoError(t, c.Set(ctx, id, user{ID: id}))
-		ttl, err := client.PTTL(ctx, fmt.Sprintf("%sv:%d", ns, id)).Result()
+		ttl, err := client.PTTL(ctx, rediscache.ValueKey(ns, strconv.Itoa(id))).Result()
 		require.NoError(t, err)
 		require.LessOrEqual(t, ttl, 100*time.Second)
 		require.Greater(t, ttl, 79*time.Second)
@@ -143,13 +145,13 @@ func TestUndecodableRedisValueFallsBackToTheLoader(t *testing.T) {
 	var mu sync.Mutex
 	c := newTier(t, rediscache.Options[int, user]{Client: client, Namespace: ns, TTL: time.Minute,
 		OnError: func(op string, err error) { mu.Lock(); ops = append(ops, op); mu.Unlock() }})
-	require.NoError(t, client.Set(ctx, ns+"v:1", "not json", time.Minute).Err())
+	require.NoError(t, client.Set(ctx, rediscache.ValueKey(ns, "1"), "not json", time.Minute).Err())
 	u, err := c.GetOrLoad(ctx, 1, func(context.Context, int) (user, error) { return user{1, "fresh"}, nil })
 	require.NoError(t, err)
 	require.Equal(t, user{1, "fresh"}, u)
 	require.Equal(t, []string{"decode"}, ops)
 	require.Equal(t, uint64(1), c.Stats().Errors)
-	raw, err := client.Get(ctx, ns+"v:1").Result()
+	raw, err := client.Get(ctx, rediscache.ValueKey(ns, "1")).Result()
 	require.NoError(t, err)
 	require.JSONEq(t, `{"id":1,"name":"fresh"}`, raw, "the bad value was replaced")
 }
@@ -161,7 +163,7 @@ func TestLoaderErrorReachesTheCallerAndIsNotStored(t *testing.T) {
 	errDown := errors.New("db down")
 	_, err := c.GetOrLoad(ctx, 1, func(context.Context, int) (user, error) { return user{}, errDown })
 	require.ErrorIs(t, err, errDown)
-	n, err := client.Exists(ctx, ns+"v:1").Result()
+	n, err := client.Exists(ctx, rediscache.ValueKey(ns, "1")).Result()
 	require.NoError(t, err)
 	require.Zero(t, n)
 	_, err = c.GetOrLoad(ctx, 1, nil)
@@ -296,7 +298,7 @@ func TestCrossInstanceSingleFlightLoadsOnce(t *testing.T) {
 		waits += c.Stats().LockWaits
 	}
 	require.Equal(t, uint64(instances-1), waits, "the other instances waited for the lock holder")
-	n, err := client.Exists(ctx, ns+"l:9").Result()
+	n, err := client.Exists(ctx, rediscache.LockKey(ns, "9")).Result()
 	require.NoError(t, err)
 	require.Zero(t, n, "the lock was released")
 }
@@ -310,13 +312,13 @@ func TestLockIsReleasedOnlyByItsOwner(t *testing.T) {
 	// and must still hold it after the first load releases "its" lock.
 	_, err := c.GetOrLoad(ctx, 3, func(context.Context, int) (user, error) {
 		time.Sleep(100 * time.Millisecond)
-		ok, err := client.SetNX(ctx, ns+"l:3", "someone-else", time.Minute).Result()
+		ok, err := client.SetNX(ctx, rediscache.LockKey(ns, "3"), "someone-else", time.Minute).Result()
 		require.NoError(t, err)
 		require.True(t, ok, "the first lock expired")
 		return user{ID: 3}, nil
 	})
 	require.NoError(t, err)
-	owner, err := client.Get(ctx, ns+"l:3").Result()
+	owner, err := client.Get(ctx, rediscache.LockKey(ns, "3")).Result()
 	require.NoError(t, err)
 	require.Equal(t, "someone-else", owner)
 }
@@ -366,21 +368,21 @@ func TestKeysAreFormattedForRedis(t *testing.T) {
 		require.NoError(t, err)
 		defer c.Close()
 		require.NoError(t, c.Set(ctx, "alice", 1))
-		exists(t, ns+"s:v:alice")
+		exists(t, rediscache.ValueKey(ns+"s:", "alice"))
 	})
 	t.Run("integer keys are decimal", func(t *testing.T) {
 		c, err := rediscache.New(ctx, rediscache.Options[int64, int]{Client: client, Namespace: ns + "i:", TTL: time.Minute})
 		require.NoError(t, err)
 		defer c.Close()
 		require.NoError(t, c.Set(ctx, -42, 1))
-		exists(t, ns+"i:v:-42")
+		exists(t, rediscache.ValueKey(ns+"i:", "-42"))
 	})
 	t.Run("a fmt.Stringer key uses String", func(t *testing.T) {
 		c, err := rediscache.New(ctx, rediscache.Options[sku, int]{Client: client, Namespace: ns + "k:", TTL: time.Minute})
 		require.NoError(t, err)
 		defer c.Close()
 		require.NoError(t, c.Set(ctx, sku{"acme", "x1"}, 1))
-		exists(t, ns+"k:v:acme/x1")
+		exists(t, rediscache.ValueKey(ns+"k:", "acme/x1"))
 	})
 	t.Run("Options.Key overrides the default", func(t *testing.T) {
 		c, err := rediscache.New(ctx, rediscache.Options[int, int]{Client: client, Namespace: ns + "c:", TTL: time.Minute,
@@ -388,6 +390,6 @@ func TestKeysAreFormattedForRedis(t *testing.T) {
 		require.NoError(t, err)
 		defer c.Close()
 		require.NoError(t, c.Set(ctx, 7, 1))
-		exists(t, ns+"c:v:user-0007")
+		exists(t, rediscache.ValueKey(ns+"c:", "user-0007"))
 	})
 }

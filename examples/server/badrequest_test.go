@@ -203,7 +203,7 @@ func badRequests(ada, bob user, rich, poor account) []badRequest {
 	add("an unknown id is 404", "DELETE", "/users/999999", nil, 404, "not-found")
 	add("a user who owns an account is 409", "DELETE", userURL, nil, 409, "conflict")
 	add("an unknown id is 404", "GET", "/accounts/999999", nil, 404, "not-found")
-	for _, q := range []string{"limit=0", "limit=-1", "limit=abc", "limit=1.5", "limit=99999999999999999999"} {
+	for _, q := range []string{"limit=0", "limit=-1", "limit=%2B5", "limit=007", "limit=abc", "limit=1.5", "limit=99999999999999999999"} {
 		add("a bad "+q+" is 400", "GET", "/users?"+q, nil, 400, "validation-error").check = naming("limit")
 	}
 	for _, q := range []string{"cursor=abc", "cursor=" + strings.Repeat("A", 2000), "cursor=eyJpZCI6MX0"} {

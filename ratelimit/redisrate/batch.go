@@ -63,9 +63,9 @@ type call struct {
 	// wake is signalled once the result is in, or when the call is given
 	// a lane (its state says which); it is buffered, so the signaller
 	// never blocks on a caller that has left.
-	wake chan struct{}
-	vals []int64
-	err  error
+	wake  chan struct{}
+	reply any // the script's reply, as go-redis read it
+	err   error
 }
 
 // batchLanes is how many batches a batcher keeps in flight at once.
@@ -81,7 +81,7 @@ func newBatcher(c pipeliner, script *redis.Script, max int) *batcher {
 
 // do runs the script for keys and args in some batch, and returns its
 // reply as integers.
-func (b *batcher) do(ctx context.Context, keys []string, args []any) ([]int64, error) {
+func (b *batcher) do(ctx context.Context, keys []string, args []any) (any, error) {
 	c := &call{ctx: ctx, keys: keys, args: args}
 	b.mu.Lock()
 	if b.leaders < b.lanes {
@@ -89,7 +89,7 @@ func (b *batcher) do(ctx context.Context, keys []string, args []any) ([]int64, e
 		c.state = chosen
 		b.mu.Unlock()
 		b.lead(c)
-		return c.vals, c.err
+		return c.reply, c.err
 	}
 	c.wake = make(chan struct{}, 1)
 	b.queue = append(b.queue, c)
@@ -112,7 +112,7 @@ func (b *batcher) do(ctx context.Context, keys []string, args []any) ([]int64, e
 		b.mu.Unlock()
 		select {
 		case <-c.wake: // sent, and the result came in meanwhile
-			return c.vals, c.err
+			return c.reply, c.err
 		default:
 			return nil, ctx.Err()
 		}
@@ -123,7 +123,7 @@ func (b *batcher) do(ctx context.Context, keys []string, args []any) ([]int64, e
 	if st == chosen {
 		b.lead(c)
 	}
-	return c.vals, c.err
+	return c.reply, c.err
 }
 
 // lead sends own, which holds a lane, with up to max−1 of the oldest
@@ -170,7 +170,7 @@ func (b *batcher) sendAndWake(batch []*call) {
 	defer func() {
 		if v := recover(); v != nil {
 			for _, c := range batch {
-				if c.vals == nil && c.err == nil {
+				if c.reply == nil && c.err == nil {
 					c.err = fmt.Errorf("redisrate: sending the batch panicked: %v", v)
 				}
 			}
@@ -241,7 +241,7 @@ func (b *batcher) send(batch []*call) {
 	if len(batch) == 1 {
 		c := batch[0]
 		if c.err = c.ctx.Err(); c.err == nil {
-			c.vals, c.err = b.script.Run(c.ctx, b.c, c.keys, c.args...).Int64Slice()
+			c.reply, c.err = b.script.Run(c.ctx, b.c, c.keys, c.args...).Result()
 		}
 		return
 	}
@@ -283,7 +283,7 @@ func (b *batcher) send(batch []*call) {
 		}
 	}
 	for i, c := range live {
-		c.vals, c.err = cmds[i].Int64Slice()
+		c.reply, c.err = cmds[i].Result()
 	}
 }
 

@@ -62,9 +62,13 @@ type Limiter struct {
 	script *redis.Script
 	batch  *batcher // nil unless Options.Batch > 1
 	// The script's first two arguments, boxed once here rather than on
-	// every call: arg1 is the interval, period or lease in µs (an int64),
-	// arg2 the burst, rate or max (an int).
+	// every call: for GCRA, tau and the interval in µs (int64s; the
+	// interval is the increment of a call with n = 1); for the others,
+	// the period or lease in µs (an int64) and the rate or max (an int).
 	arg1, arg2 any
+	// tau (Burst × interval) and interval are GCRA's, in µs, to read its
+	// reply with.
+	tau, interval int64
 }
 
 var _ ratelimit.Limiter = (*Limiter)(nil)
@@ -106,7 +110,14 @@ func ceilMicros(d time.Duration) int64 { return int64((d + time.Microsecond - 1)
 // redis.Scripter). It returns an error for a nil client, an invalid lim, a
 // prefix with braces, or a bad Batch.
 func NewGCRA(c redis.Scripter, lim ratelimit.Limit, o Options) (*Limiter, error) {
-	return newLimiter(c, lim, o, "gcra", gcraScript, lim.Interval(), lim.Burst)
+	l, err := newLimiter(c, lim, o, "gcra", gcraScript, lim.Interval(), lim.Burst)
+	if err != nil {
+		return nil, err
+	}
+	l.interval = ceilMicros(lim.Interval())
+	l.tau = int64(lim.Burst) * l.interval
+	l.arg1, l.arg2 = l.tau, l.interval
+	return l, nil
 }
 
 // NewSlidingLog returns a Limiter keeping an exact sliding log in Redis: a
@@ -155,34 +166,80 @@ func (l *Limiter) AllowN(ctx context.Context, key string, n int) (ratelimit.Resu
 }
 
 func (l *Limiter) run(ctx context.Context, key string, n int, holder string) (ratelimit.Result, error) {
-	var (
-		vals []int64
-		err  error
-	)
 	keys := []string{l.key(key)}
 	var args []any
-	if holder == "" && l.script != concScript {
+	switch {
+	case l.script == gcraScript:
+		inc := l.arg2
+		if n != 1 {
+			inc = int64(n) * l.interval
+		}
+		args = []any{l.arg1, inc}
+	case holder == "" && l.script != concScript:
 		args = []any{l.arg1, l.arg2, n}
-	} else {
+	default:
 		args = []any{l.arg1, l.arg2, n, holder}
 	}
+	var (
+		reply any
+		err   error
+	)
 	if l.batch != nil {
-		vals, err = l.batch.do(ctx, keys, args)
+		reply, err = l.batch.do(ctx, keys, args)
 	} else {
-		vals, err = l.script.Run(ctx, l.c, keys, args...).Int64Slice()
+		reply, err = l.script.Run(ctx, l.c, keys, args...).Result()
 	}
 	if err != nil {
 		return ratelimit.Result{}, fmt.Errorf("redisrate: %w", err)
 	}
-	if len(vals) != 4 {
-		return ratelimit.Result{}, fmt.Errorf("redisrate: script returned %d values, want 4", len(vals))
+	if l.script == gcraScript {
+		return l.gcraResult(reply, n)
+	}
+	return l.result(reply)
+}
+
+// gcraResult reads the reply of gcraScript for a call of n units: TAT − now
+// in µs after an admission (above 0), −(TAT − now) after a denial (below
+// 0). The other fields follow from the limit: what is left of tau in whole
+// intervals, and for a denial the wait until TAT + n × interval − tau.
+func (l *Limiter) gcraResult(reply any, n int) (ratelimit.Result, error) {
+	v, ok := reply.(int64)
+	if !ok || v == 0 {
+		return ratelimit.Result{}, fmt.Errorf("redisrate: GCRA script returned %v, want a non-zero integer", reply)
+	}
+	res := ratelimit.Result{Limit: l.lim}
+	if v > 0 {
+		res.Allowed = true
+		res.Remaining = int((l.tau - v) / l.interval)
+		res.ResetAfter = time.Duration(v) * time.Microsecond
+		return res, nil
+	}
+	ahead := -v
+	res.Remaining = int((l.tau - ahead) / l.interval)
+	res.RetryAfter = time.Duration(ahead+int64(n)*l.interval-l.tau) * time.Microsecond
+	res.ResetAfter = time.Duration(ahead) * time.Microsecond
+	return res, nil
+}
+
+// result reads the reply of the other scripts: {allowed, remaining,
+// retry_after_us, reset_after_us}.
+func (l *Limiter) result(reply any) (ratelimit.Result, error) {
+	vals, ok := reply.([]any)
+	if !ok || len(vals) != 4 {
+		return ratelimit.Result{}, fmt.Errorf("redisrate: script returned %v, want 4 integers", reply)
+	}
+	var v [4]int64
+	for i, x := range vals {
+		if v[i], ok = x.(int64); !ok {
+			return ratelimit.Result{}, fmt.Errorf("redisrate: script returned %v, want 4 integers", reply)
+		}
 	}
 	return ratelimit.Result{
-		Allowed:    vals[0] == 1,
+		Allowed:    v[0] == 1,
 		Limit:      l.lim,
-		Remaining:  int(vals[1]),
-		RetryAfter: time.Duration(vals[2]) * time.Microsecond,
-		ResetAfter: time.Duration(vals[3]) * time.Microsecond,
+		Remaining:  int(v[1]),
+		RetryAfter: time.Duration(v[2]) * time.Microsecond,
+		ResetAfter: time.Duration(v[3]) * time.Microsecond,
 	}, nil
 }
 

@@ -10,25 +10,30 @@ import "github.com/redis/go-redis/v9"
 // write allowed. Every write sets its key's expiry in the same script, so
 // no key is ever left without a TTL. Numbers written back are formatted
 // with %d, because Lua's default number formatting keeps only 14 digits.
-// Each returns {allowed, remaining, retry_after_us, reset_after_us}.
+// Each returns {allowed, remaining, retry_after_us, reset_after_us},
+// except gcraScript, which returns the one number they follow from.
 
-// gcraScript: ARGV = interval µs, burst, n. The key holds the TAT in µs.
+// gcraScript: ARGV = tau (burst × interval) µs, increment (n × interval)
+// µs. The key holds the TAT in µs. It returns TAT − now after an admission
+// (at least the increment, so above 0) and −(TAT − now) after a denial
+// (below 0, since a denied TAT lies more than tau − increment ≥ 0 ahead);
+// Limiter.gcraResult derives the Result from that and the limit. One
+// integer costs Redis less to build and send, and the client less to
+// read, than a table of four: this script is the hot path of the package,
+// and Redis, single-threaded, often shares its machine with the callers.
+// Arithmetic on TIME's strings and ARGV coerces them to numbers without
+// tonumber, which comparisons would not.
 var gcraScript = redis.NewScript(`
-local interval = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local n = tonumber(ARGV[3])
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local tau = burst * interval
+local now = t[1] * 1000000 + t[2]
 local tat = tonumber(redis.call('GET', KEYS[1]))
 if not tat or tat < now then tat = now end
-local new = tat + n * interval
-local allow_at = new - tau
-if now < allow_at then
-  return {0, math.floor((tau - (tat - now)) / interval), allow_at - now, tat - now}
+local d = tat - now + ARGV[2]
+if d > tonumber(ARGV[1]) then
+  return now - tat
 end
-redis.call('SET', KEYS[1], string.format('%d', new), 'PX', math.ceil((new - now) / 1000))
-return {1, math.floor((tau - (new - now)) / interval), 0, new - now}
+redis.call('SET', KEYS[1], string.format('%d', now + d), 'PX', math.ceil(d / 1000))
+return d
 `)
 
 // logScript: ARGV = period µs, rate, n. The key is a sorted set of
