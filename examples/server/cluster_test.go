@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -104,58 +103,13 @@ func TestClusterUserCacheIsCoherent(t *testing.T) {
 	t.Parallel()
 	cluster := startCluster(t, 3, true, map[string]string{"REDIS_TIMEOUT": "5s"})
 	a := cluster[0]
-	r := a.do("POST", "/users", map[string]string{"username": "hot", "email": "hot@example.com", "full_name": "Hot 0"})
-	require.Equal(t, http.StatusCreated, r.status, "%s", r.body)
-	var u user
-	r.json(t, &u)
-	path := fmt.Sprintf("/users/%d", u.ID)
-
-	var acked atomic.Int64
-	acked.Store(u.Version)
-	done := make(chan struct{})
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		stale []string
-		reads atomic.Int64
-	)
-	for i := range 4 {
-		reader := cluster[1+i%2]
-		wg.Go(func() {
-			for {
-				select {
-				case <-done:
-					return
-				default:
-				}
-				floor := acked.Load()
-				got := reader.get(path)
-				var v user
-				if got.err != nil || got.status != http.StatusOK || json.Unmarshal(got.body, &v) != nil || v.Version < floor {
-					mu.Lock()
-					stale = append(stale, fmt.Sprintf("%s read version %d after version %d was acknowledged (%d %s %v)", reader.base, v.Version, floor, got.status, got.body, got.err))
-					mu.Unlock()
-				}
-				reads.Add(1)
-			}
-		})
-	}
-	for i := 1; i <= 200; i++ {
-		r := a.do("PUT", path, map[string]string{"username": "hot", "email": "hot@example.com", "full_name": fmt.Sprintf("Hot %d", i)})
-		require.Equal(t, http.StatusOK, r.status, "%s", r.body)
-		var v user
-		r.json(t, &v)
-		acked.Store(v.Version)
-	}
-	close(done)
-	wg.Wait()
-	require.Empty(t, stale)
+	path, reads := checkCoherence(t, a, cluster[1:])
 	var hits float64
 	for _, ts := range cluster[1:] {
 		hits += ts.metric(t, "cache_hits_total")
 	}
 	require.Positive(t, hits, "the readers were served from their caches")
-	t.Logf("%d reads during 200 updates, %.0f from memory", reads.Load(), hits)
+	t.Logf("%d reads during 200 updates, %.0f from memory", reads, hits)
 
 	t.Run("a deleted user is gone from every instance at once", func(t *testing.T) {
 		for _, ts := range cluster {

@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -21,59 +20,62 @@ import (
 func TestCachedUserIsNeverStaleAfterAnAcknowledgedWrite(t *testing.T) {
 	t.Parallel()
 	forEachDB(t, nil, func(t *testing.T, ts *testServer) {
-		r := ts.do("POST", "/users", map[string]string{"username": "hot", "email": "hot@example.com", "full_name": "Hot 0"})
-		require.Equal(t, http.StatusCreated, r.status)
-		var u user
-		r.json(t, &u)
-		path := fmt.Sprintf("/users/%d", u.ID)
-
-		var acked atomic.Int64
-		acked.Store(u.Version)
-		done := make(chan struct{})
-		var (
-			wg    sync.WaitGroup
-			mu    sync.Mutex
-			stale []string
-			reads atomic.Int64
-		)
-		for range 4 {
-			wg.Go(func() {
-				for {
-					select {
-					case <-done:
-						return
-					default:
-					}
-					floor := acked.Load()
-					resp, err := ts.client.Get(ts.base + path)
-					if err != nil {
-						mu.Lock()
-						stale = append(stale, err.Error())
-						mu.Unlock()
-						return
-					}
-					body, _ := io.ReadAll(resp.Body)
-					resp.Body.Close()
-					var got user
-					if err := json.Unmarshal(body, &got); err != nil || got.Version < floor {
-						mu.Lock()
-						stale = append(stale, fmt.Sprintf("read version %d after version %d was acknowledged (%s)", got.Version, floor, body))
-						mu.Unlock()
-					}
-					reads.Add(1)
-				}
-			})
-		}
-		for i := 1; i <= 200; i++ {
-			r := ts.do("PUT", path, map[string]string{"username": "hot", "email": "hot@example.com", "full_name": fmt.Sprintf("Hot %d", i)})
-			require.Equal(t, http.StatusOK, r.status, "%s", r.body)
-			var v user
-			r.json(t, &v)
-			acked.Store(v.Version)
-		}
-		close(done)
-		wg.Wait()
-		require.Empty(t, stale)
-		t.Logf("%d reads during 200 updates", reads.Load())
+		_, reads := checkCoherence(t, ts, []*testServer{ts})
+		t.Logf("%d reads during 200 updates", reads)
 	})
+}
+
+// checkCoherence makes a user and updates it 200 times through writer,
+// while four readers, spread over readers, fetch it without pause. Every
+// read must see the version the last acknowledged update gave, or a later
+// one. It returns the user's path and how many reads there were.
+func checkCoherence(t *testing.T, writer *testServer, readers []*testServer) (path string, reads int64) {
+	t.Helper()
+	r := writer.do("POST", "/users", map[string]string{"username": "hot", "email": "hot@example.com", "full_name": "Hot 0"})
+	require.Equal(t, http.StatusCreated, r.status, "%s", r.body)
+	var u user
+	r.json(t, &u)
+	path = fmt.Sprintf("/users/%d", u.ID)
+
+	var (
+		acked atomic.Int64
+		done  = make(chan struct{})
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		stale []string
+		n     atomic.Int64
+	)
+	acked.Store(u.Version)
+	for i := range 4 {
+		reader := readers[i%len(readers)]
+		wg.Go(func() {
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				floor := acked.Load()
+				got := reader.get(path)
+				var v user
+				if got.err != nil || got.status != http.StatusOK || json.Unmarshal(got.body, &v) != nil || v.Version < floor {
+					mu.Lock()
+					stale = append(stale, fmt.Sprintf("%s read version %d after version %d was acknowledged (%d %s %v)", reader.base, v.Version, floor, got.status, got.body, got.err))
+					mu.Unlock()
+				}
+				n.Add(1)
+			}
+		})
+	}
+	for i := 1; i <= 200; i++ {
+		r := writer.do("PUT", path, map[string]string{"username": "hot", "email": "hot@example.com", "full_name": fmt.Sprintf("Hot %d", i)})
+		require.Equal(t, http.StatusOK, r.status, "%s", r.body)
+		var v user
+		r.json(t, &v)
+		acked.Store(v.Version)
+	}
+	close(done)
+	wg.Wait()
+	require.Empty(t, stale)
+	return path, n.Load()
 }
