@@ -131,6 +131,17 @@ func TestOpenLoopArrivalRate(t *testing.T) {
 	require.InDelta(t, 200, rep.Throughput, 10)
 }
 
+// TestMaxRate checks that -max-rate caps the closed loop's throughput:
+// 100 requests per second for one second, on 8 connections that could
+// send thousands.
+func TestMaxRate(t *testing.T) {
+	t.Parallel()
+	srv := serve(t, func(w http.ResponseWriter, r *http.Request) {})
+	rep := loadtest(t, context.Background(), "-c", "8", "-max-rate", "100", "-duration", "1s", srv.URL)
+	require.InDelta(t, 100, rep.Answered, 10)
+	require.Equal(t, 100, rep.MaxRate)
+}
+
 // TestOpenLoopShowsStalls stalls the server for 300ms in the middle of a
 // run. The open loop keeps its schedule: the requests due during the stall
 // wait for a connection and are timed from their due time, so about 60 of

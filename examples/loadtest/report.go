@@ -99,13 +99,17 @@ func (rep report) writeText(w io.Writer) error {
 		what += " (in sequence, timed as one)"
 	}
 	fmt.Fprintf(tw, "target\t%s\n", what)
+	conns := fmt.Sprintf("%d connections", rep.Connections)
+	if rep.Connections == 1 {
+		conns = "1 connection"
+	}
 	switch {
 	case rep.Loop == "open":
 		fmt.Fprintf(tw, "load\topen loop, %g requests/s due, at most %d in flight\n", rep.Rate, rep.Connections)
 	case rep.MaxRate > 0:
-		fmt.Fprintf(tw, "load\tclosed loop, %d connections, at most %d requests/s\n", rep.Connections, rep.MaxRate)
+		fmt.Fprintf(tw, "load\tclosed loop, %s, at most %d requests/s\n", conns, rep.MaxRate)
 	default:
-		fmt.Fprintf(tw, "load\tclosed loop, %d connections\n", rep.Connections)
+		fmt.Fprintf(tw, "load\tclosed loop, %s\n", conns)
 	}
 	stopped := ""
 	if rep.Interrupted {
@@ -121,6 +125,9 @@ func (rep report) writeText(w io.Writer) error {
 	var parts []string
 	for _, c := range codes {
 		parts = append(parts, fmt.Sprintf("%s × %d (first: #%d)", c, rep.Status[c], rep.FirstOf[c]))
+	}
+	if len(parts) == 0 {
+		parts = []string{"none"}
 	}
 	fmt.Fprintf(tw, "status\t%s\n", strings.Join(parts, ", "))
 	l := rep.LatencyMs
