@@ -43,12 +43,19 @@ func newTarget(rawURL, method string, header http.Header, body []byte) (*target,
 	if u.Port() == "" {
 		addr = net.JoinHostPort(u.Hostname(), "80")
 	}
+	host := u.Host
+	if h := header.Get("Host"); h != "" {
+		host = h // -H "Host: …" names a virtual host
+	}
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: %s\r\n", method, u.RequestURI(), u.Host)
+	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: %s\r\n", method, u.RequestURI(), host)
 	if header.Get("User-Agent") == "" {
 		b.WriteString("User-Agent: asynckit-loadtest\r\n")
 	}
 	for name, values := range header {
+		if http.CanonicalHeaderKey(name) == "Host" {
+			continue
+		}
 		for _, v := range values {
 			if strings.ContainsAny(name+v, "\r\n") {
 				return nil, fmt.Errorf("header %q has a line break", name)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -316,6 +317,23 @@ func TestSequence(t *testing.T) {
 	a.Store(0)
 	rep = loadtest(t, context.Background(), "-c", "2", "-n", "10", "-duration", "0", srv.URL+"/a", srv.URL+"/b")
 	require.Equal(t, map[string]int64{"200": 5, "503": 5}, rep.Status, "without -seq, the URLs take turns")
+}
+
+// TestRequest checks what the server receives: the method, path and
+// query, the headers given with -H (Host among them) and the body.
+func TestRequest(t *testing.T) {
+	t.Parallel()
+	type seen struct {
+		method, uri, host, agent, token, body string
+	}
+	got := make(chan seen, 1)
+	srv := serve(t, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got <- seen{r.Method, r.RequestURI, r.Host, r.UserAgent(), r.Header.Get("X-Token"), string(b)}
+	})
+	loadtest(t, context.Background(), "-n", "1", "-c", "1", "-duration", "0", "-method", "PUT",
+		"-H", "X-Token: abc", "-H", "Host: api.example", "-body", `{"a":1}`, srv.URL+"/p/q?x=1&y=%20")
+	require.Equal(t, seen{"PUT", "/p/q?x=1&y=%20", "api.example", "asynckit-loadtest", "abc", `{"a":1}`}, <-got)
 }
 
 // TestFailures checks that requests without an answer are counted by
