@@ -8,16 +8,20 @@
 #
 # Every measurement is a closed loop of 64 connections, after a warm-up of
 # the same load:
-#   - GET /users/{id} on bareserver (the ceiling), then on the example
-#     server with its user cache, then with USER_CACHE=off. Each server has
-#     a fresh SQLite file holding one user, LOG_LEVEL=warn (no access log
-#     line per request) and RATE_LIMIT=1000000/s (every request still
-#     passes the limiter, none is refused).
+#   - GET /users/{id} on bareserver (the ceiling), on the example server
+#     with its user cache, and with USER_CACHE=off, taking turns for three
+#     rounds (one with -short); each row is the round of median
+#     throughput, since the machine may be busy with other work. Each
+#     server has a fresh SQLite file holding one user, LOG_LEVEL=warn (no
+#     access log line per request) and RATE_LIMIT=1000000/s (every request
+#     still passes the limiter, none is refused).
 #   - GET /aggregate over three demo upstreams that answer in 20, 50 and
-#     30ms, against a client that calls the same three one after another.
+#     30ms, against a client that calls the same three one after another,
+#     at 8 and at 64 connections.
 #   - When wrk is on PATH: wrk and loadtest on bareserver's GET /users/1,
-#     interleaved (three rounds of each, or one with -short), and the
-#     ratio of their median throughputs.
+#     interleaved after one warm-up (three rounds of each, or one with
+#     -short); each row is the round of median throughput, and the ratio
+#     is that of the two medians.
 #
 # It exits 0 when every measurement ran, and stops every process it
 # started, however it ends.
@@ -100,8 +104,10 @@ seed() {
 measure() {
 	local label=$1 conns=$2 out
 	shift 2
-	say "$label: warming up for $warmup"
-	"$work/loadtest" -quiet -duration "$warmup" -c "$conns" "$@" >/dev/null
+	if [[ $warmup != 0 ]]; then
+		say "$label: warming up for $warmup"
+		"$work/loadtest" -quiet -duration "$warmup" -c "$conns" "$@" >/dev/null
+	fi
 	say "$label: measuring for $duration"
 	out=$("$work/loadtest" -json -duration "$duration" -c "$conns" "$@")
 	rps=$(jq -r '.throughput_per_s' <<<"$out")
@@ -144,13 +150,30 @@ row() { # label rps p50 p99 ratio
 	printf '| %s | %.0f | %.2f ms | %.2f ms | %s |\n' "$1" "$2" "$3" "$4" "$5"
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+# median_round picks, among lines of "throughput p50 p99", the one of the
+# median throughput.
+median_round() { sort -g -k1,1 | awk '{ l[NR] = $0 } END { print l[int((NR + 1) / 2)] }'; }
 
-measure "bare handler" 64 "$bare/users/1"
-bare_rps=$rps bare_p50=$p50 bare_p99=$p99
-measure "server, cached" 64 "$cached/users/1"
-c_rps=$rps c_p50=$p50 c_p99=$p99
-measure "server, USER_CACHE=off" 64 "$uncached/users/1"
-u_rps=$rps u_p50=$p50 u_p99=$p99
+# GET /users/{id}: the three servers take turns, round after round, so
+# that a burst of other work on the machine does not fall on one alone;
+# each row is the round of median throughput.
+declare -A users=([bare]="$bare/users/1" [cached]="$cached/users/1" [uncached]="$uncached/users/1")
+declare -A results=()
+for name in bare cached uncached; do
+	say "$name: warming up for $warmup"
+	"$work/loadtest" -quiet -duration "$warmup" -c 64 "${users[$name]}" >/dev/null
+done
+for i in $(seq "$rounds"); do
+	for name in bare cached uncached; do
+		warmup=0 measure "$name GET /users/1, round $i of $rounds" 64 "${users[$name]}"
+		results[$name]+="$rps $p50 $p99"$'\n'
+	done
+done
+read -r bare_rps bare_p50 bare_p99 <<<"$(printf '%s' "${results[bare]}" | median_round)"
+read -r c_rps c_p50 c_p99 <<<"$(printf '%s' "${results[cached]}" | median_round)"
+read -r u_rps u_p50 u_p99 <<<"$(printf '%s' "${results[uncached]}" | median_round)"
+
+# GET /aggregate against the client calling the same upstreams in turn.
 sequential=(-seq "$up/a?latency_ms=20" "$up/b?latency_ms=50" "$up/c?latency_ms=30")
 aggregate=() # label rps p50 p99 ratio, per row
 for conns in 8 64; do
@@ -169,30 +192,29 @@ wrk_ms() {
 		if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n *= 1; else if (v ~ /m$/) n *= 60000; else if (v ~ /s$/) n *= 1000
 		print n }'
 }
-median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 wrk_rows=""
 if command -v wrk >/dev/null; then
-	wrk_rps=() lt_rps=() wrk_out="" lt_out=""
+	wrk_rounds="" lt_rounds=""
 	say "wrk and loadtest on $bare/users/1: warming up"
 	wrk -t 2 -c 64 -d "$warmup" "$bare/users/1" >/dev/null
 	for i in $(seq "$rounds"); do
 		say "wrk, round $i of $rounds: measuring for $duration"
-		wrk_out=$(wrk -t 2 -c 64 -d "$duration" --latency "$bare/users/1")
-		wrk_rps+=("$(awk '/^Requests\/sec:/ { print $2 }' <<<"$wrk_out")")
-		say "wrk: ${wrk_rps[-1]}/s"
-		measure "loadtest, round $i of $rounds" 64 "$bare/users/1"
-		lt_rps+=("$rps") lt_out="$rps $p50 $p99"
+		out=$(wrk -t 2 -c 64 -d "$duration" --latency "$bare/users/1")
+		w=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
+		w50=$(wrk_ms "$(awk '$1 == "50%" { print $2 }' <<<"$out")")
+		w99=$(wrk_ms "$(awk '$1 == "99%" { print $2 }' <<<"$out")")
+		say "wrk: $w/s, p50 ${w50}ms, p99 ${w99}ms"
+		wrk_rounds+="$w $w50 $w99"$'\n'
+		warmup=0 measure "loadtest, round $i of $rounds" 64 "$bare/users/1"
+		lt_rounds+="$rps $p50 $p99"$'\n'
 	done
-	w=$(printf '%s\n' "${wrk_rps[@]}" | median)
-	l=$(printf '%s\n' "${lt_rps[@]}" | median)
-	w50=$(wrk_ms "$(awk '$1 == "50%" { print $2 }' <<<"$wrk_out")")
-	w99=$(wrk_ms "$(awk '$1 == "99%" { print $2 }' <<<"$wrk_out")")
-	read -r _ l50 l99 <<<"$lt_out"
+	read -r w w50 w99 <<<"$(printf '%s' "$wrk_rounds" | median_round)"
+	read -r l l50 l99 <<<"$(printf '%s' "$lt_rounds" | median_round)"
 	agree=$(awk -v a="$l" -v b="$w" 'BEGIN { r = a / b; print (r >= 0.9 && r <= 1.1) ? "yes" : "no" }')
 	[[ $agree == yes ]] || say "warning: loadtest's throughput is $(ratio "$l" "$w") of wrk's, outside 10%"
 	n=""
-	((rounds > 1)) && n=", median of $rounds"
+	((rounds > 1)) && n=", median of $rounds rounds"
 	wrk_rows=$(
 		row "wrk -t 2, bare handler$n" "$w" "$w50" "$w99" "1.00"
 		row "loadtest, bare handler$n" "$l" "$l50" "$l99" "$(ratio "$l" "$w") of wrk"
