@@ -57,8 +57,9 @@ func msOf(d time.Duration) float64 { return float64(d) / 1e6 }
 // the request's number so that it is exact: 55% of the requests are
 // answered at once, 40% after 10ms and 5% after 40ms. With one connection
 // the loop sees each request alone, so the median is an immediate answer,
-// p90 one of the 10ms ones and p99 one of the 40ms ones; the margins above
-// allow for a busy machine's timers.
+// p90 one of the 10ms ones and p99 one of the 40ms ones. The upper margins
+// allow for a busy machine (go test runs packages in parallel) while still
+// telling the three kinds of answer apart.
 func TestClosedLoopPercentiles(t *testing.T) {
 	t.Parallel()
 	var n atomic.Int64
@@ -76,11 +77,11 @@ func TestClosedLoopPercentiles(t *testing.T) {
 	require.EqualValues(t, 200, rep.Answered)
 	require.Equal(t, map[string]int64{"200": 200}, rep.Status)
 	l := rep.LatencyMs
-	require.Less(t, l.P50, msOf(5*time.Millisecond), "p50 is an immediate answer")
+	require.Less(t, l.P50, msOf(9*time.Millisecond), "p50 is an immediate answer")
 	require.GreaterOrEqual(t, l.P90, msOf(10*time.Millisecond)*(1-RelativeError), "p90 is a 10ms answer")
-	require.Less(t, l.P90, msOf(20*time.Millisecond), "p90 is a 10ms answer")
+	require.Less(t, l.P90, msOf(35*time.Millisecond), "p90 is a 10ms answer")
 	require.GreaterOrEqual(t, l.P99, msOf(40*time.Millisecond)*(1-RelativeError), "p99 is a 40ms answer")
-	require.Less(t, l.P99, msOf(60*time.Millisecond), "p99 is a 40ms answer")
+	require.Less(t, l.P99, msOf(100*time.Millisecond), "p99 is a 40ms answer")
 	require.GreaterOrEqual(t, l.Max, l.P999)
 	require.GreaterOrEqual(t, l.P999, l.P99)
 	require.Zero(t, rep.Failed)
@@ -111,8 +112,10 @@ func (a *arrivals) between(from, to time.Time) int {
 }
 
 // TestOpenLoopArrivalRate checks that requests reach the server at the
-// rate asked, evenly, not in bursts: 200/s for 1.5s is 300 requests, and
-// every 250ms window of the run holds about 50 of them.
+// rate asked, evenly, not in bursts: 200/s for 1.5s is 300 requests, every
+// one of them accounted for, and each half second of the run holds about
+// 100 of them. (A closed loop of 8 connections would send 1,600 a second
+// to this server; the margin allows for a busy machine's timers.)
 func TestOpenLoopArrivalRate(t *testing.T) {
 	t.Parallel()
 	var got arrivals
@@ -125,21 +128,23 @@ func TestOpenLoopArrivalRate(t *testing.T) {
 	require.Equal(t, "open", rep.Loop)
 	require.EqualValues(t, 300, rep.Answered+rep.Failed+rep.Canceled+rep.Dropped, "every request due in 1.5s at 200/s is accounted for")
 	require.LessOrEqual(t, rep.Dropped, int64(15), "a few may be dropped at the end when the machine is busy: the timers of their workers fire after the run's")
-	for from := 250 * time.Millisecond; from < 1250*time.Millisecond; from += 250 * time.Millisecond {
-		n := got.between(start.Add(from), start.Add(from+250*time.Millisecond))
-		require.InDelta(t, 50, n, 8, "arrivals from %v to %v", from, from+250*time.Millisecond)
+	for from := time.Duration(0); from < 1500*time.Millisecond; from += 500 * time.Millisecond {
+		n := got.between(start.Add(from), start.Add(from+500*time.Millisecond))
+		require.InDelta(t, 100, n, 25, "arrivals from %v to %v", from, from+500*time.Millisecond)
 	}
-	require.InDelta(t, 200, rep.Throughput, 10)
+	require.InDelta(t, 200, rep.Throughput, 20)
 }
 
 // TestMaxRate checks that -max-rate caps the closed loop's throughput:
-// 100 requests per second for one second, on 8 connections that could
-// send thousands.
+// 100 requests per second for one second (and the one token the bucket
+// starts with), on 8 connections that could send thousands. A busy machine
+// may send fewer, never more.
 func TestMaxRate(t *testing.T) {
 	t.Parallel()
 	srv := serve(t, func(w http.ResponseWriter, r *http.Request) {})
 	rep := loadtest(t, context.Background(), "-c", "8", "-max-rate", "100", "-duration", "1s", srv.URL)
-	require.InDelta(t, 100, rep.Answered, 10)
+	require.LessOrEqual(t, rep.Answered, int64(101))
+	require.Greater(t, rep.Answered, int64(50))
 	require.Equal(t, 100, rep.MaxRate)
 }
 
@@ -173,7 +178,7 @@ func TestOpenLoopShowsStalls(t *testing.T) {
 
 	closed := loadtest(t, context.Background(), "-c", "4", "-duration", "1s", serve(t, stalling()).URL)
 	require.GreaterOrEqual(t, closed.LatencyMs.Max, 250.0, "the closed loop saw the stall too")
-	require.Less(t, closed.LatencyMs.P90, 50.0, "but its p90 hides it")
+	require.Less(t, closed.LatencyMs.P90, open.LatencyMs.P90/2, "but its p90 hides it")
 }
 
 // TestRateLimitBoundary runs a route limited to 50 requests per hour per
