@@ -45,6 +45,7 @@ type config struct {
 	UploadSweep      time.Duration
 	Workers          int
 	DBMaxConns       int
+	UserCache        bool
 	CallbackPrivate  bool
 	QueueSize        int
 	TaskRetryBase    time.Duration
@@ -198,6 +199,14 @@ var settings = []setting{
 				return errors.New("must be a whole number from 1 to 1000")
 			}
 			c.DBMaxConns = n
+			return nil
+		}},
+	{"user-cache", "USER_CACHE", "on", "the user cache: on, or off to read every user from the database (to measure what the cache saves)",
+		func(c *config, v string) error {
+			if v != "on" && v != "off" {
+				return errors.New("must be on or off")
+			}
+			c.UserCache = v == "on"
 			return nil
 		}},
 	{"callback-private", "CALLBACK_PRIVATE", "false", "allow file callbacks to loopback, private and link-local addresses (true or false)",

@@ -54,6 +54,7 @@ func TestConfigDefaults(t *testing.T) {
 	require.Equal(t, 250*time.Millisecond, c.RedisTimeout)
 	require.Equal(t, 1, c.RateReplicas)
 	require.Equal(t, time.Minute, c.UploadSweep)
+	require.True(t, c.UserCache)
 }
 
 // TestConfigPrecedence checks that a flag wins over its variable, which
@@ -136,6 +137,8 @@ func TestConfigGoodValues(t *testing.T) {
 		{"MAX_BODY", "100B", func(t *testing.T, c *config) { require.EqualValues(t, 100, c.MaxBody) }},
 		{"MAX_BODY", "4096", func(t *testing.T, c *config) { require.EqualValues(t, 4096, c.MaxBody) }},
 		{"WORKERS", "1000", func(t *testing.T, c *config) { require.Equal(t, 1000, c.Workers) }},
+		{"USER_CACHE", "off", func(t *testing.T, c *config) { require.False(t, c.UserCache) }},
+		{"USER_CACHE", "on", func(t *testing.T, c *config) { require.True(t, c.UserCache) }},
 		{"CURSOR_KEY", strings.Repeat("ab", 32), func(t *testing.T, c *config) { require.Equal(t, key, c.CursorKey) }},
 		{"CURSOR_KEY", base64.StdEncoding.EncodeToString(key), func(t *testing.T, c *config) { require.Equal(t, key, c.CursorKey) }},
 		{"TRUSTED_PROXIES", "10.0.0.0/8, 2001:db8::/32", func(t *testing.T, c *config) {
@@ -191,6 +194,7 @@ func TestConfigBadValues(t *testing.T) {
 		{"REDIS_PREFIX", "my app:", "white space"},
 		{"REDIS_TIMEOUT", "0", "at least 1ms"},
 		{"RATE_LIMIT_REPLICAS", "0", "1 to 1000"},
+		{"USER_CACHE", "false", "on or off"},
 		{"RATE_LIMIT_REPLICAS", "three", "1 to 1000"},
 		{"UPLOAD_SWEEP", "soon", "duration"},
 		{"RATE_LIMIT", "0/min", "N at least 1"},

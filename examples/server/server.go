@@ -73,7 +73,7 @@ func newServer(ctx context.Context, cfg *config, log *slog.Logger, self string) 
 		}
 	}
 	deps := userCacheDeps{load: s.store.getUser, db: s.store.db, pg: s.store.dialect == "postgres",
-		prefix: cfg.RedisPrefix, timeout: cfg.RedisTimeout, onError: s.metrics.redisError("cache"), log: log}
+		prefix: cfg.RedisPrefix, timeout: cfg.RedisTimeout, onError: s.metrics.redisError("cache"), log: log, off: !cfg.UserCache}
 	if s.redis != nil {
 		deps.redis = s.redis
 	}

@@ -91,6 +91,7 @@ const (
 // the copies expire (userTTL plus userLocalTTL).
 type userCache struct {
 	where string // where the cache lives, for the startup line
+	off   bool   // USER_CACHE=off: every read goes to the database
 	log   *slog.Logger
 	load  cache.Loader[int64, user] // reads a user from the database
 
@@ -136,6 +137,7 @@ type userCacheDeps struct {
 	timeout time.Duration // of each Redis command
 	onError func(error)   // a Redis error the cache did without
 	log     *slog.Logger
+	off     bool // reads bypass the cache, which is still built and invalidated
 }
 
 func newUserCache(ctx context.Context, d userCacheDeps) (c *userCache, err error) {
@@ -186,12 +188,17 @@ func newUserCache(ctx context.Context, d userCacheDeps) (c *userCache, err error
 			}
 		}
 	}
+	if d.off {
+		c.off, c.where = true, "off: every read goes to the database"
+	}
 	return c, nil
 }
 
 // get returns user id, from the cache when it may be trusted.
 func (c *userCache) get(ctx context.Context, id int64) (user, error) {
 	switch {
+	case c.off:
+		return c.load(ctx, id)
 	case c.shared != nil:
 		return c.getShared(ctx, id)
 	case c.notes != nil && !c.notes.listening():
@@ -233,6 +240,8 @@ func (c *userCache) getShared(ctx context.Context, id int64) (user, error) {
 // and false when pages must not be cached now.
 func (c *userCache) generation(ctx context.Context) (uint64, bool) {
 	switch {
+	case c.off:
+		return 0, false
 	case c.shared != nil:
 		if c.distrusted() {
 			return 0, false

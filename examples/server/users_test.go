@@ -170,3 +170,27 @@ func TestUserSearchPagesByCursor(t *testing.T) {
 		})
 	})
 }
+
+// TestUserCacheOff checks that USER_CACHE=off sends every read of a user,
+// and every search, to the database, so that a load test can measure what
+// the cache saves.
+func TestUserCacheOff(t *testing.T) {
+	t.Parallel()
+	forEachDB(t, map[string]string{"USER_CACHE": "off", "LOG_LEVEL": "info"}, func(t *testing.T, ts *testServer) {
+		require.Contains(t, ts.logs.String(), `cache="off: every read goes to the database"`)
+		var u user
+		ts.do("POST", "/users", map[string]string{"username": "uncached", "email": "u@example.com", "full_name": "U"}).json(t, &u)
+		for range 3 {
+			require.Equal(t, http.StatusOK, ts.do("GET", fmt.Sprintf("/users/%d", u.ID), nil).status)
+			require.Equal(t, http.StatusOK, ts.do("GET", "/users?q=unc", nil).status)
+		}
+		require.Zero(t, ts.metric(t, "cache_hits_total"))
+		require.Zero(t, ts.metric(t, "cache_loads_total"))
+		require.Zero(t, ts.metric(t, "search_cache_hits_total"))
+		var renamed user
+		ts.do("PUT", fmt.Sprintf("/users/%d", u.ID), map[string]string{"username": "uncached", "email": "u@example.com", "full_name": "V"}).json(t, &renamed)
+		var got user
+		ts.do("GET", fmt.Sprintf("/users/%d", u.ID), nil).json(t, &got)
+		require.Equal(t, "V", got.FullName)
+	})
+}
