@@ -23,7 +23,11 @@
 // [ErrUnknownKind], a payload that does not encode is an error, and a full
 // queue is [ErrQueueFull] — Submit never blocks for room and the queue is
 // never unbounded. Per-task options are [MaxAttempts], [Timeout], [Delay],
-// [RunAt] and [UniqueKey].
+// [RunAt], [UniqueKey] and [Metadata]. Metadata is a small, bounded map of
+// strings stored with the task and handed to every attempt's handler by
+// [Job.Metadata], wherever it runs: the carrier for a trace context or a
+// correlation id. The package gives its keys no meaning, so it needs no
+// tracing library of its own.
 //
 // # Following tasks
 //

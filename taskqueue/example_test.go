@@ -226,3 +226,37 @@ func ExampleRunner_List() {
 	// true
 	// true 5 left pending
 }
+
+// Metadata carries what travels with a task without being its input, here
+// a request id, from the code that submits the task to the handler that
+// runs it, in whichever process claims it.
+func ExampleMetadata() {
+	r, err := taskqueue.New(taskqueue.Options{Workers: 1})
+	if err != nil {
+		panic(err)
+	}
+	err = taskqueue.Handle(r, "greet", func(ctx context.Context, job *taskqueue.Job, name string) (string, error) {
+		return "hello " + name + " (request " + job.Metadata()["request_id"] + ")", nil
+	})
+	if err != nil {
+		panic(err)
+	}
+	ctx := context.Background()
+	if err := r.Start(ctx); err != nil {
+		panic(err)
+	}
+	defer r.Shutdown(ctx)
+
+	info, err := r.Submit(ctx, "greet", "ada", taskqueue.Metadata(map[string]string{"request_id": "req-42"}))
+	if err != nil {
+		panic(err)
+	}
+	info, _ = r.Wait(ctx, info.ID)
+	fmt.Println(info.Status, string(info.Result))
+
+	_, err = r.Submit(ctx, "greet", "bob", taskqueue.Metadata(map[string]string{"": "no key"}))
+	fmt.Println(err)
+	// Output:
+	// succeeded "hello ada (request req-42)"
+	// taskqueue: Metadata has an empty key
+}

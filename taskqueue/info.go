@@ -73,6 +73,13 @@ type Task struct {
 	// Timeout is the per-attempt limit set with the Timeout option; zero
 	// means the Runner's default.
 	Timeout time.Duration
+	// Metadata is what the Metadata option gave, nil when it gave
+	// nothing; the Runner has validated it. A store keeps it as it is
+	// until the task finishes, and hands it back from every Claim of the
+	// task. Neither the Runner nor a store changes the map once it is
+	// given to Insert, so a store may keep it, and return it from Claim,
+	// without copying it. A store may drop it once the task finishes.
+	Metadata map[string]string
 	// ClaimToken, set by Claim, identifies this claim of the task in the
 	// updates that follow (Progress, Heartbeat, Finish, Retry, Release).
 	ClaimToken int64

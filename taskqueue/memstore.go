@@ -496,7 +496,7 @@ func (s *MemoryStore) requeue(mt *memTask, n, runAt time.Time) {
 func (s *MemoryStore) finish(mt *memTask, o Outcome, n time.Time) {
 	s.setStatus(mt, o.Status)
 	mt.Result, mt.Error, mt.FinishedAt = o.Result, o.Error, n
-	mt.Payload = nil // no longer needed, and finished tasks are kept a while
+	mt.Payload, mt.Metadata = nil, nil // no longer needed, and finished tasks are kept a while
 	if k := (uniqueKey{mt.Kind, mt.UniqueKey}); mt.UniqueKey != "" && s.unique[k] == mt {
 		delete(s.unique, k)
 	}

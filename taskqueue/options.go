@@ -171,7 +171,7 @@ func ExponentialBackoff(base, limit time.Duration) Backoff {
 }
 
 // SubmitOption changes how one task is run; see MaxAttempts, Timeout,
-// Delay, RunAt and UniqueKey.
+// Delay, RunAt, UniqueKey and Metadata.
 type SubmitOption func(*submitConfig)
 
 type submitConfig struct {
@@ -180,6 +180,7 @@ type submitConfig struct {
 	delay       time.Duration
 	runAt       time.Time
 	uniqueKey   string
+	metadata    map[string]string
 	err         error
 }
 

@@ -244,8 +244,9 @@ func (r *Runner) Submit(ctx context.Context, kind string, payload any, opts ...S
 			UniqueKey:   cfg.uniqueKey,
 			RunAt:       cfg.runAt,
 		},
-		Payload: raw,
-		Timeout: cfg.timeout,
+		Payload:  raw,
+		Timeout:  cfg.timeout,
+		Metadata: cfg.metadata,
 	}
 	if cfg.delay > 0 {
 		t.RunAt = time.Now().Add(cfg.delay)

@@ -31,20 +31,22 @@ import (
 type Store interface {
 	// Insert stores t as a pending task due at t.RunAt (at once when zero).
 	// The store sets CreatedAt; the Runner has filled ID, Kind, MaxAttempts,
-	// UniqueKey, Payload and Timeout. When t.UniqueKey is not empty and a
+	// UniqueKey, Payload, Timeout and Metadata. When t.UniqueKey is not empty and a
 	// pending or running task of t.Kind holds that key, Insert stores
 	// nothing and returns that task with inserted false; concurrent
 	// Inserts of one kind and key, from any number of processes, store one
 	// task. A store that is full returns ErrQueueFull. An id the store
 	// already holds is an error, and the task holding it is left alone.
-	// The store may keep t.Payload without copying it; the Infos it
+	// The store may keep t.Payload and t.Metadata without copying them
+	// (see Task.Metadata); the Infos it
 	// returns, here and from every other method, share no bytes with what
 	// it holds.
 	Insert(ctx context.Context, t Task) (info Info, inserted bool, err error)
 
 	// Claim waits until a pending task of one of kinds (nil: any kind) is
 	// due, marks it running (Attempt one higher, StartedAt now, a new
-	// ClaimToken), and returns it. Due tasks are claimed first come, first
+	// ClaimToken), and returns it with the Payload, Timeout and Metadata
+	// it was inserted with. Due tasks are claimed first come, first
 	// served. It returns ctx's error when ctx ends first, and a Claim
 	// whose ctx has ended claims nothing.
 	Claim(ctx context.Context, kinds []string) (Task, error)

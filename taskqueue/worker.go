@@ -74,7 +74,7 @@ func (r *Runner) run(i int, t *Task, wctx, all context.Context) {
 		ctx, stop = context.WithTimeoutCause(ctx, timeout, &timeoutError{timeout})
 		defer stop()
 	}
-	job := &Job{r: r, id: t.ID, kind: t.Kind, attempt: t.Attempt, claim: t.ClaimToken, maxAttempts: t.MaxAttempts, progress: t.Progress}
+	job := &Job{r: r, id: t.ID, kind: t.Kind, attempt: t.Attempt, claim: t.ClaimToken, maxAttempts: t.MaxAttempts, progress: t.Progress, metadata: t.Metadata}
 	r.mu.Lock()
 	r.slots[i] = runSlot{id: t.ID, cancel: cancel}
 	if len(r.cancelPending) > 0 {
@@ -231,6 +231,7 @@ type Job struct {
 	attempt     int
 	claim       int64
 	maxAttempts int
+	metadata    map[string]string // shared with the store's Task: read only
 
 	mu       sync.Mutex
 	progress Progress

@@ -14,6 +14,9 @@ import (
 	"time"
 	"unicode/utf8"
 
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/asynckit/asynckit/fanout"
 )
 
@@ -58,6 +61,7 @@ type aggregator struct {
 	timeout   time.Duration
 	transport *http.Transport
 	client    *http.Client
+	trace     *tracer // nil when tracing is off
 }
 
 // newAggregator returns the aggregator of cfg's upstreams, or, when there
@@ -157,10 +161,25 @@ var errUpstreamStatus = errors.New("upstream answered")
 func (g *aggregator) fetch(ctx context.Context, u, requestID string) (res upstreamResult, err error) {
 	start := time.Now()
 	defer func() { res.Ms = float64(time.Since(start).Microseconds()) / 1000 }()
+	if g.trace != nil {
+		var span trace.Span
+		ctx, span = g.trace.start(ctx, "GET upstream", trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
+			semconv.HTTPRequestMethodGet, semconv.URLFull(redactURL(u))))
+		defer func() {
+			if res.Status != 0 {
+				span.SetAttributes(semconv.HTTPResponseStatusCode(res.Status))
+			}
+			if err != nil {
+				fail(span, err)
+			}
+			span.End()
+		}()
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return res, err
 	}
+	g.trace.inject(ctx, req.Header)
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "asynckit-example-aggregate")
 	if requestID != "" {

@@ -16,6 +16,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
 	"github.com/asynckit/asynckit/ratelimit"
 )
 
@@ -54,6 +56,11 @@ type config struct {
 	TrustedProxies   []netip.Prefix
 	LogFormat        string
 	LogLevel         slog.Level
+	OTLPEndpoint     string
+
+	// spanExporter, set only by tests and benchmarks, turns tracing on
+	// with this exporter in place of OTLP.
+	spanExporter sdktrace.SpanExporter
 }
 
 // setting is one row of the table below: a flag, the environment variable
@@ -286,6 +293,19 @@ var settings = []setting{
 		}},
 	{"log-level", "LOG_LEVEL", "info", "least level logged: debug, info, warn or error",
 		func(c *config, v string) error { return c.LogLevel.UnmarshalText([]byte(v)) }},
+	{"otlp-endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT", "", "OpenTelemetry collector's base URL (http://host:4318); turns tracing on: spans of requests, Postgres queries, cache loads, upstream calls and task runs go there by OTLP over HTTP",
+		func(c *config, v string) error {
+			if v == "" {
+				c.OTLPEndpoint = ""
+				return nil
+			}
+			u, err := url.Parse(v)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+				return errors.New("must be an http(s) URL such as http://localhost:4318")
+			}
+			c.OTLPEndpoint = v
+			return nil
+		}},
 }
 
 // maxUpstreams bounds the fan-out of one GET /aggregate.
@@ -347,7 +367,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*con
 // up in logs.
 func (s setting) shown(value string) string {
 	switch s.env {
-	case "DATABASE_URL", "REDIS_URL":
+	case "DATABASE_URL", "REDIS_URL", "OTEL_EXPORTER_OTLP_ENDPOINT":
 		return strconv.Quote(redactURL(value))
 	case "UPSTREAMS":
 		list := splitList(value)

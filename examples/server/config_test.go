@@ -113,6 +113,8 @@ func TestConfigGoodValues(t *testing.T) {
 		{"REDIS_URL", "rediss://cache:6380", func(t *testing.T, c *config) { require.Equal(t, "rediss://cache:6380", c.RedisURL) }},
 		{"REDIS_PREFIX", "shop:", func(t *testing.T, c *config) { require.Equal(t, "shop:", c.RedisPrefix) }},
 		{"REDIS_TIMEOUT", "1s", func(t *testing.T, c *config) { require.Equal(t, time.Second, c.RedisTimeout) }},
+		{"OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318", func(t *testing.T, c *config) { require.Equal(t, "http://collector:4318", c.OTLPEndpoint) }},
+		{"OTEL_EXPORTER_OTLP_ENDPOINT", "https://otlp.example/base/", func(t *testing.T, c *config) { require.Equal(t, "https://otlp.example/base/", c.OTLPEndpoint) }},
 		{"RATE_LIMIT_REPLICAS", "3", func(t *testing.T, c *config) { require.Equal(t, 3, c.RateReplicas) }},
 		{"UPLOAD_SWEEP", "30s", func(t *testing.T, c *config) { require.Equal(t, 30*time.Second, c.UploadSweep) }},
 		{"RATE_LIMIT", "10/h", func(t *testing.T, c *config) {
@@ -193,6 +195,9 @@ func TestConfigBadValues(t *testing.T) {
 		{"REDIS_PREFIX", "{app}:", "braces"},
 		{"REDIS_PREFIX", "my app:", "white space"},
 		{"REDIS_TIMEOUT", "0", "at least 1ms"},
+		{"OTEL_EXPORTER_OTLP_ENDPOINT", "localhost:4318", "http(s) URL"},
+		{"OTEL_EXPORTER_OTLP_ENDPOINT", "grpc://collector:4317", "http(s) URL"},
+		{"OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/?x=1", "http(s) URL"},
 		{"RATE_LIMIT_REPLICAS", "0", "1 to 1000"},
 		{"USER_CACHE", "false", "on or off"},
 		{"RATE_LIMIT_REPLICAS", "three", "1 to 1000"},
@@ -278,6 +283,9 @@ func TestConfigErrorsDoNotRepeatSecrets(t *testing.T) {
 	require.NotContains(t, err.Error(), "hunter2")
 	require.Contains(t, err.Error(), `"ftp://agg:xxxxx@b.example/" is not an absolute http(s) URL`)
 	_, err = parseConfig(nil, env("REDIS_URL", "redis://app:hunter2@cache/0%zz"), io.Discard)
+	require.Error(t, err)
+	require.NotContains(t, err.Error(), "hunter2")
+	_, err = parseConfig(nil, env("OTEL_EXPORTER_OTLP_ENDPOINT", "ftp://otel:hunter2@collector:4318"), io.Discard)
 	require.Error(t, err)
 	require.NotContains(t, err.Error(), "hunter2")
 	_, err = parseConfig(nil, env("CURSOR_KEY", "hunter2-hunter2"), io.Discard)

@@ -128,7 +128,7 @@ func (s *server) releaseFile(ctx context.Context, info taskqueue.Info) error {
 		if err != nil {
 			return err
 		}
-		_, err = s.tasks.Submit(ctx, kindCallback, callbackPayload{URL: callback, Info: body},
+		_, err = s.submit(ctx, kindCallback, callbackPayload{URL: callback, Info: body},
 			taskqueue.MaxAttempts(callbackAttempts), taskqueue.Timeout(callbackTimeout))
 		if err != nil {
 			return fmt.Errorf("callback to %s not sent: %w", callback, err)
@@ -427,7 +427,7 @@ func (s *server) receiveUpload(w http.ResponseWriter, r *http.Request) (taskqueu
 		return taskqueue.Info{}, invalid(fieldError{Field: "file", Message: "is required"})
 	}
 	info, err := up.submit(r.Context(), callback, func(ctx context.Context, id string) (taskqueue.Info, error) {
-		return s.tasks.Submit(ctx, kindFile, filePayload{File: id}, taskqueue.UniqueKey(id))
+		return s.submit(ctx, kindFile, filePayload{File: id}, taskqueue.UniqueKey(id))
 	})
 	if errors.Is(err, errNoSpace) {
 		return taskqueue.Info{}, uploadSpaceProblem(s.files.limit())

@@ -128,7 +128,7 @@ func TestIdempotencyKeyInUseIsConflict(t *testing.T) {
 func TestIdempotencyReaperDeletesExpiredKeys(t *testing.T) {
 	t.Parallel()
 	cfg := &config{DBPath: filepath.Join(t.TempDir(), "reap.db")}
-	st, err := openStore(context.Background(), cfg)
+	st, err := openStore(context.Background(), cfg, nil)
 	require.NoError(t, err)
 	defer st.close()
 	old, fresh := time.Now().Add(-25*time.Hour).UTC(), time.Now().UTC()

@@ -92,7 +92,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	} else {
 		log.Info("asynckit example server listening", "addr", "http://"+ln.Addr().String(),
 			"database", s.store.where, "tasks", s.tasksWhere, "files", s.files.where(), "cache", s.users.where,
-			"rate_limit", cfg.RateLimitText+" per client, "+s.limitsWhere, "docs", baseURL(ln.Addr())+"/docs")
+			"rate_limit", cfg.RateLimitText+" per client, "+s.limitsWhere, "tracing", s.trace.describe(), "docs", baseURL(ln.Addr())+"/docs")
 		if ready != nil {
 			ready(ln.Addr().String())
 		}

@@ -27,6 +27,7 @@ type server struct {
 	users   *userCache
 	cursors *pagination.Codec
 	redis   *redis.Client // nil without REDIS_URL
+	trace   *tracer       // nil without OTEL_EXPORTER_OTLP_ENDPOINT
 	limiter ratelimit.Limiter
 	idem    *idempotency
 	metrics *metrics
@@ -63,7 +64,10 @@ func newServer(ctx context.Context, cfg *config, log *slog.Logger, self string) 
 		}
 	}()
 
-	if s.store, err = openStore(ctx, cfg); err != nil {
+	if s.trace, err = newTracer(cfg, self); err != nil {
+		return nil, err
+	}
+	if s.store, err = openStore(ctx, cfg, s.trace); err != nil {
 		return nil, err
 	}
 	s.metrics = newMetrics()
@@ -72,7 +76,7 @@ func newServer(ctx context.Context, cfg *config, log *slog.Logger, self string) 
 			return nil, err
 		}
 	}
-	deps := userCacheDeps{load: s.store.getUser, db: s.store.db, pg: s.store.dialect == "postgres",
+	deps := userCacheDeps{load: traceLoad(s.trace, "user cache load", s.store.getUser), db: s.store.db, pg: s.store.dialect == "postgres",
 		prefix: cfg.RedisPrefix, timeout: cfg.RedisTimeout, onError: s.metrics.redisError("cache"), log: log, off: !cfg.UserCache}
 	if s.redis != nil {
 		deps.redis = s.redis
@@ -113,6 +117,7 @@ func newServer(ctx context.Context, cfg *config, log *slog.Logger, self string) 
 	s.fileRoutes(s.api)
 	s.opsRoutes(s.api)
 	s.agg = newAggregator(cfg, self)
+	s.agg.trace = s.trace
 	s.aggregateRoutes(s.api)
 
 	if s.spec, err = json.Marshal(s.api.document(s.schemas(), "1.0.0")); err != nil {
@@ -122,7 +127,7 @@ func newServer(ctx context.Context, cfg *config, log *slog.Logger, self string) 
 		return nil, err
 	}
 	s.metrics.watch(s)
-	s.handler = observe(log, cfg.SlowRequest, s.metrics.request, cors(cfg.CORSOrigins, compress(s.api)))
+	s.handler = observe(log, cfg.SlowRequest, s.metrics.request, s.trace.requests(cors(cfg.CORSOrigins, compress(s.api))))
 	return s, nil
 }
 
@@ -191,6 +196,16 @@ func (s *server) close(ctx context.Context) error {
 	if s.store != nil {
 		if err := s.store.close(); err != nil {
 			errs = append(errs, fmt.Errorf("close database: %w", err))
+		}
+	}
+	// Last, so that the spans of everything above are sent. A collector
+	// that cannot be reached costs at most traceFlushTimeout and a
+	// warning, not a failed shutdown: the spans are all that is lost.
+	if s.trace != nil {
+		fctx, cancel := context.WithTimeout(ctx, traceFlushTimeout)
+		defer cancel()
+		if err := s.trace.shutdown(fctx); err != nil {
+			s.log.Warn("traces not all sent", "err", err)
 		}
 	}
 	return errors.Join(errs...)

@@ -14,9 +14,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
-	_ "modernc.org/sqlite"             // registers the "sqlite" database/sql driver
+	"github.com/jackc/pgx/v5/stdlib" // also registers the "pgx" database/sql driver
+	_ "modernc.org/sqlite"           // registers the "sqlite" database/sql driver
 
 	"github.com/asynckit/asynckit/pagination"
 	"github.com/asynckit/asynckit/txn"
@@ -47,7 +48,7 @@ type store struct {
 // openStore opens the database that cfg names: Postgres when DatabaseURL
 // is set, else the SQLite file DBPath. It migrates the schema before
 // returning.
-func openStore(ctx context.Context, cfg *config) (s *store, err error) {
+func openStore(ctx context.Context, cfg *config, tr *tracer) (s *store, err error) {
 	s = &store{}
 	defer func() {
 		if err != nil {
@@ -60,8 +61,19 @@ func openStore(ctx context.Context, cfg *config) (s *store, err error) {
 	}
 	if cfg.DatabaseURL != "" {
 		s.dialect, s.keyset = "postgres", pagination.Postgres
-		if s.db, err = sql.Open("pgx", cfg.DatabaseURL); err != nil {
-			return nil, fmt.Errorf("open Postgres: %w", err)
+		if tr == nil {
+			if s.db, err = sql.Open("pgx", cfg.DatabaseURL); err != nil {
+				return nil, fmt.Errorf("open Postgres: %w", err)
+			}
+		} else {
+			// With tracing on, pgx is given the tracer of its queries, which
+			// only a parsed config can carry.
+			pc, err := pgx.ParseConfig(cfg.DatabaseURL)
+			if err != nil {
+				return nil, fmt.Errorf("open Postgres: %w", err)
+			}
+			pc.Tracer = queryTracer{tr}
+			s.db = stdlib.OpenDB(*pc)
 		}
 		s.db.SetMaxOpenConns(conns)
 		s.db.SetMaxIdleConns(conns)

@@ -91,10 +91,10 @@ func (s *server) newTasks(ctx context.Context) error {
 		return fmt.Errorf("task runner: %w", err)
 	}
 	for _, err := range []error{
-		taskqueue.Handle(s.tasks, kindDemo, runDemo),
-		taskqueue.Handle(s.tasks, kindEmails, runEmails),
-		taskqueue.Handle(s.tasks, kindFile, s.runFile),
-		taskqueue.Handle(s.tasks, kindCallback, s.runCallback),
+		taskqueue.Handle(s.tasks, kindDemo, traceTask(s.trace, kindDemo, runDemo)),
+		taskqueue.Handle(s.tasks, kindEmails, traceTask(s.trace, kindEmails, runEmails)),
+		taskqueue.Handle(s.tasks, kindFile, traceTask(s.trace, kindFile, s.runFile)),
+		taskqueue.Handle(s.tasks, kindCallback, traceTask(s.trace, kindCallback, s.runCallback)),
 	} {
 		if err != nil {
 			return fmt.Errorf("task runner: %w", err)
@@ -411,7 +411,7 @@ func (s *server) submitTask(c *call, in *taskSubmission) (taskqueue.Info, error)
 	if err != nil {
 		return taskqueue.Info{}, err
 	}
-	info, err := s.tasks.Submit(c.ctx(), in.Kind, p)
+	info, err := s.submit(c.ctx(), in.Kind, p)
 	if err != nil {
 		return taskqueue.Info{}, submitProblem(err)
 	}

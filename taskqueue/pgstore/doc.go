@@ -14,7 +14,8 @@
 // [Migrate] creates the schema and brings its tables to [SchemaVersion]
 // from migrations embedded in the package, one transaction each, under an
 // advisory lock, so every instance may call it at start. One row per task
-// holds its Info, payload (bytea, byte for byte), lease and claim token.
+// holds its Info, payload (bytea, byte for byte), metadata (jsonb), lease
+// and claim token.
 // Times are written from Go's clock (time.Now), never from Postgres's
 // now(), and kept to the microsecond, as Postgres keeps them.
 //

@@ -1,6 +1,7 @@
 package pgstore
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -18,7 +19,7 @@ var infoColumns = []string{
 }
 
 // taskColumns are infoColumns and what a claimed Task adds, in scanTask's order.
-var taskColumns = append(append([]string(nil), infoColumns...), "payload", "timeout_ns", "claim_token", "lease_until")
+var taskColumns = append(append([]string(nil), infoColumns...), "payload", "timeout_ns", "claim_token", "lease_until", "metadata")
 
 // columns returns cols as a select list, each prefixed with prefix ("t.").
 func columns(prefix string, cols []string) string {
@@ -92,10 +93,11 @@ type taskScan struct {
 	timeoutNS  int64
 	claim      int64
 	leaseUntil pgtype.Timestamptz
+	metadata   []byte // a JSON object of strings, or nil
 }
 
 func (s *taskScan) dest() []any {
-	return append(s.infoScan.dest(), &s.payload, &s.timeoutNS, &s.claim, &s.leaseUntil)
+	return append(s.infoScan.dest(), &s.payload, &s.timeoutNS, &s.claim, &s.leaseUntil, &s.metadata)
 }
 
 func (s *taskScan) done() (taskqueue.Task, error) {
@@ -103,12 +105,19 @@ func (s *taskScan) done() (taskqueue.Task, error) {
 	if err != nil {
 		return taskqueue.Task{}, err
 	}
+	var md map[string]string
+	if len(s.metadata) > 0 {
+		if err := json.Unmarshal(s.metadata, &md); err != nil {
+			return taskqueue.Task{}, fmt.Errorf("pgstore: task %s: metadata: %w", in.ID, err)
+		}
+	}
 	return taskqueue.Task{
 		Info:       in,
 		Payload:    s.payload,
 		Timeout:    time.Duration(s.timeoutNS),
 		ClaimToken: s.claim,
 		LeaseUntil: timeOf(s.leaseUntil),
+		Metadata:   md,
 	}, nil
 }
 

@@ -71,8 +71,8 @@ SELECT {CLAIMED}, coalesce(c.seq, 0), next.at FROM next LEFT JOIN claimed c ON t
 	return statements{
 		insert: r.Replace(`
 WITH ins AS (
-	INSERT INTO {T} (id, kind, max_attempts, unique_key, payload, timeout_ns, created_at, run_at)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+	INSERT INTO {T} (id, kind, max_attempts, unique_key, payload, timeout_ns, created_at, run_at, metadata)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $11::jsonb)
 	ON CONFLICT (kind, unique_key) WHERE unique_key IS NOT NULL AND status IN ('pending', 'running') DO NOTHING
 	RETURNING {INFO}
 )

@@ -3,6 +3,7 @@ package pgstore
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -168,6 +169,19 @@ func (s *Store) Insert(ctx context.Context, t taskqueue.Task) (taskqueue.Info, b
 	if payload == nil {
 		payload = []byte{}
 	}
+	var metadata any // NULL when the task has none
+	if len(t.Metadata) > 0 {
+		for k, v := range t.Metadata {
+			if !validText(k) || !validText(v) {
+				return taskqueue.Info{}, false, errors.New("pgstore: task metadata must be UTF-8 without NUL bytes")
+			}
+		}
+		b, err := json.Marshal(t.Metadata)
+		if err != nil {
+			return taskqueue.Info{}, false, fmt.Errorf("pgstore: task metadata: %w", err)
+		}
+		metadata = string(b)
+	}
 	// A task that finishes between the conflict and the lookup frees its
 	// key: insert again. A transaction whose snapshot predates the holder
 	// cannot see it at all, so the loop is bounded.
@@ -179,7 +193,7 @@ func (s *Store) Insert(ctx context.Context, t taskqueue.Task) (taskqueue.Info, b
 			info, err = scanInfo(r, &notified)
 			found = true
 			return err
-		}, s.sql.insert, t.ID, t.Kind, t.MaxAttempts, unique, payload, int64(t.Timeout), now, runAt, s.chann, s.wakePrefix)
+		}, s.sql.insert, t.ID, t.Kind, t.MaxAttempts, unique, payload, int64(t.Timeout), now, runAt, s.chann, s.wakePrefix, metadata)
 		switch {
 		case isUniqueViolation(err, "tasks_pkey"):
 			return taskqueue.Info{}, false, fmt.Errorf("pgstore: duplicate task id %s", t.ID)

@@ -17,7 +17,8 @@
 // panics and timeouts as failed attempts, delays, unique keys, cancellation
 // of pending, running and finished tasks, keyset-paged listing with filters,
 // retention, shutdown with pending and interrupted tasks, Wait and
-// Subscribe, bounded error texts, concurrent workers, stores shared by
+// Subscribe, bounded error texts, metadata handed whole to every claim
+// and attempt, concurrent workers, stores shared by
 // Runners of different kinds and of the same kind (each task claimed once,
 // a unique key held once across Runners submitting at the same moment),
 // and the store contract itself (stale attempts are ErrLeaseLost, unknown
