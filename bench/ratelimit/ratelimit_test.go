@@ -164,10 +164,14 @@ var peers = []peer{
 }
 
 // BenchmarkAllowParallel is a keyed Allow from every core, each call on a
-// random key, with 10,000 and with 1,000,000 keys. Each limiter is made
-// and given every key once before its timed runs.
+// random key, with 10,000 and with 1,000,000 keys (10,000 only with
+// -short). Each limiter is made and given every key once before its timed
+// runs.
 func BenchmarkAllowParallel(b *testing.B) {
 	for _, n := range keyCounts {
+		if testing.Short() && n > nkeys {
+			continue // filling a million keys into each limiter takes most of a minute
+		}
 		keys := makeKeys(n)
 		lim := limitFor(n)
 		for _, p := range peers {
