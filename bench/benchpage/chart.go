@@ -82,8 +82,12 @@ func drawChart(c chart, f family, rows []row) ([]byte, bool) {
 		chartWidth, height, chartWidth, height)
 	fmt.Fprintf(&w, `<rect width="%d" height="%d" fill="#ffffff"/>`+"\n", chartWidth, height)
 	fmt.Fprintf(&w, `<text x="12" y="24" font-size="15" font-weight="bold" fill="#1f2328">%s</text>`+"\n", esc(c.title))
-	caption := fmt.Sprintf("%s, median of %d runs; %s is better. Blue: asynckit; grey: other libraries; light: references.",
-		f.unit, runs, better(f))
+	of := fmt.Sprintf("median of %d runs", runs)
+	if runs == 1 {
+		of = "one run"
+	}
+	caption := fmt.Sprintf("%s, %s; %s is better. Blue: asynckit; grey: other libraries; light: references.",
+		f.unit, of, better(f))
 	fmt.Fprintf(&w, `<text x="12" y="42" font-size="11" fill="#57606a">%s</text>`+"\n", esc(caption))
 	for i, b := range bars {
 		y := top + i*rowHeight
