@@ -223,12 +223,16 @@ one run on one machine by `+"`bash bench/run.sh`"+`, which regenerates this
 file and the charts under bench/charts/. Do not edit it by hand.
 
 Each figure is the median of the runs with benchstat's 95% confidence
-interval (±). The ratio is the contender's figure divided by asynckit's on
-the benchmark's headline measurement (the one the chart shows), and the
-last column says, from asynckit's side, whether the difference is
-significant (benchstat's Mann-Whitney U test, p < 0.05): *ahead*, *behind*,
-or ~ (none). Rows marked *(reference)* are floors or bare implementations,
-not libraries: they show what the work costs at least.
+interval (±, in percent of the median; with 6 runs it spans the fastest
+to the slowest run). The ratio is the contender's figure divided by
+asynckit's on the benchmark's headline measurement (ns/op where the
+headline column shows —; the one the chart shows), and the last column
+says, from asynckit's side, whether the difference is significant
+(benchstat's Mann-Whitney U test, p < 0.05): *ahead*, **behind**, or ~
+(not significant, with its p). Rows marked *(reference)* are floors or
+bare implementations, not libraries: they show what the work costs at
+least. A second asynckit row (another limiter, Settle beside Map) has its
+ratio to the first and no verdict.
 
 `)
 	for _, kv := range meta {
@@ -320,10 +324,12 @@ func writeSection(w io.Writer, s section, data *results, chartLink string) ([]sv
 				x, v, p := verdict(f, b.units[f.unit], r.units[f.unit])
 				ratio = fmt.Sprintf("%s×", fmtNum(x))
 				switch {
+				case isReference(r.contender):
+					vs = "(reference)"
+				case isAsynckit(r.contender):
+					vs = "(asynckit)"
 				case v == "~":
 					vs = fmt.Sprintf("~ (p=%.3f)", p)
-				case isAsynckit(r.contender) || isReference(r.contender):
-					vs = v
 				case v == "behind":
 					vs = "**behind**"
 					behind = append(behind, behindLine(f, r, b, x))
@@ -376,7 +382,10 @@ func behindLine(f family, r, b row, ratio float64) string {
 		why, ok = reasons[f.bench+"/"+r.contender]
 	}
 	if !ok {
-		why = "not yet analysed."
+		why, ok = reasons[f.bench]
+	}
+	if !ok {
+		why = "Not yet analysed."
 	}
 	where := strings.TrimPrefix(f.bench, "Benchmark")
 	if r.cas != "" {
@@ -394,7 +403,7 @@ func cell(vals []float64, unit string) string {
 	s, _ := summary(vals)
 	v := formatValue(s.Center, unit)
 	if len(vals) > 1 {
-		v += " " + s.PctRangeString()
+		v += " ± " + s.PctRangeString()
 	}
 	return v
 }
