@@ -131,7 +131,7 @@ var reasons = map[string]string{
 	"BenchmarkGetHitParallel/otter": "asynckit counts every hit in Stats, an atomic add on a striped counter; otter counts nothing unless given a stats recorder.",
 	"BenchmarkGetOrLoadHit/otter":   "asynckit counts every hit in Stats, an atomic add on a striped counter; otter counts nothing unless given a stats recorder.",
 	"BenchmarkSetParallel": "asynckit's Set publishes a new immutable entry (one 96-byte allocation) under its shard's lock, the price of Gets that take no lock; " +
-		"otter, go-cache and golang-lru overwrite in place, and ristretto only queues the write (and may drop it).",
+		"otter, go-cache and golang-lru allocate nothing to overwrite a key, and ristretto only queues the write (and may drop it).",
 	"BenchmarkMixed90_10": "The 10% of Sets: each publishes a new immutable entry (one 96-byte allocation), the price of Gets that take no lock.",
 	"BenchmarkBytesPerKey": "asynckit's GCRA gives each key a 128-byte node, a pair of cache lines of its own, so that cores updating neighbouring keys " +
 		"never write one line; the others pack their per-key state without padding.",
