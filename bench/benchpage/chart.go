@@ -32,21 +32,25 @@ func drawChart(c chart, f family, rows []row) ([]byte, bool) {
 		label, colour, value string
 		v                    float64
 	}
-	var bars []bar
-	var maxV float64
-	runs := 0
-	several := false
+	var chosen []row
+	cases := map[string]bool{}
 	for _, r := range rows {
 		if c.cases != "" && r.cas != c.cases && !strings.HasPrefix(r.cas, c.cases+"/") {
 			continue
 		}
-		if c.cases != r.cas {
-			several = true
-		}
-		vals := r.units[f.unit]
-		if len(vals) == 0 {
+		if len(r.units[f.unit]) == 0 {
 			continue
 		}
+		chosen = append(chosen, r)
+		cases[r.cas] = true
+	}
+	// Bars of several cases say which case each is.
+	several := len(cases) > 1
+	var bars []bar
+	var maxV float64
+	runs := 0
+	for _, r := range chosen {
+		vals := r.units[f.unit]
 		s, _ := summary(vals)
 		colour := colourPeer
 		switch {
@@ -86,7 +90,7 @@ func drawChart(c chart, f family, rows []row) ([]byte, bool) {
 	if runs == 1 {
 		of = "one run"
 	}
-	caption := fmt.Sprintf("%s, %s; %s is better. Blue: asynckit; grey: other libraries; light: references.",
+	caption := fmt.Sprintf("%s, %s; %s is better. Blue: asynckit; grey: the alternatives; light: references.",
 		f.unit, of, better(f))
 	fmt.Fprintf(&w, `<text x="12" y="42" font-size="11" fill="#57606a">%s</text>`+"\n", esc(caption))
 	for i, b := range bars {
