@@ -132,7 +132,7 @@ else
 	services="no Postgres (DATABASE_URL unset): its comparisons skipped"
 fi
 if [ -n "${REDIS_URL:-}" ]; then
-	services="$services; Redis $(redis-cli -u "$REDIS_URL" INFO server 2>/dev/null | tr -d '\r' | sed -n 's/^redis_version://p')"
+	services="$services; Redis $( (redis-cli -u "$REDIS_URL" INFO server 2>/dev/null || true) | tr -d '\r' | sed -n 's/^redis_version://p')"
 else
 	services="$services; no Redis (REDIS_URL unset): its comparisons skipped"
 fi
