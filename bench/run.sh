@@ -15,12 +15,27 @@
 # otherwise the comparisons that need it skip (or fail, with
 # ASYNCKIT_REQUIRE_SERVICES=1). When examples/loadtest/server-vs-bare.sh
 # exists, its table becomes the page's "Example server" section.
+#
+# The raw output of a run stays in the temporary folder it names at the end;
+# bash bench/run.sh -page DIR rebuilds the page from it without running
+# anything (over BENCHMARKS.md for a full run, in DIR for a short one).
 set -euo pipefail
 
-usage() { echo "usage: bash bench/run.sh [-short]" >&2; }
+usage() { echo "usage: bash bench/run.sh [-short | -page DIR]" >&2; }
 short=0
+from=""
 case "${1:-}" in
 -short) short=1 ;;
+-page)
+	# Rebuild the page from the raw output a run kept in DIR, without
+	# running anything: for a change to the page's generator.
+	from=${2:-}
+	if [ ! -f "$from/meta.txt" ]; then
+		echo "bench/run.sh: $from holds no run's output (meta.txt)" >&2
+		exit 2
+	fi
+	shift
+	;;
 "") ;;
 *)
 	usage
@@ -39,6 +54,31 @@ if ! command -v go >/dev/null && [ -x /usr/local/go/bin/go ]; then
 	export PATH="/usr/local/go/bin:$PATH"
 fi
 
+# page DIR: write the page and the charts from the run kept in DIR: into
+# DIR itself for a short run, over BENCHMARKS.md and bench/charts/ for a
+# full one.
+page() {
+	local dir=$1 page charts
+	if [ "$(cat "$dir/mode")" = short ]; then
+		page="$dir/BENCHMARKS.md"
+		charts="$dir/charts"
+	else
+		page="$root/BENCHMARKS.md"
+		charts="$bench/charts"
+		rm -f "$charts"/*.svg
+	fi
+	local server_args=()
+	[ -f "$dir/server.md" ] && server_args=(-server "$dir/server.md")
+	go run ./benchpage -in "$dir" -out "$page" -charts "$charts" -chartlink bench/charts \
+		-commands "$dir/commands.txt" -metafile "$dir/meta.txt" "${server_args[@]}"
+	echo "bench/run.sh: wrote $page and $charts/ from $dir" >&2
+}
+
+if [ -n "$from" ]; then
+	page "$from"
+	exit 0
+fi
+
 # answers HOST PORT: something accepts TCP connections there.
 answers() { timeout 2 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
 if [ -z "${DATABASE_URL:-}" ] && answers 127.0.0.1 5432; then
@@ -48,13 +88,12 @@ if [ -z "${REDIS_URL:-}" ] && answers 127.0.0.1 6379; then
 	export REDIS_URL='redis://127.0.0.1:6379/0'
 fi
 
+# The raw output stays in $out, so that bash bench/run.sh -page $out can
+# rebuild the page from it; only the test binaries go.
 out=$(mktemp -d "${TMPDIR:-/tmp}/asynckit-bench.XXXXXX")
-if [ "$short" = 1 ]; then
-	trap 'rm -rf "$out/bin"' EXIT
-else
-	trap 'rm -rf "$out"' EXIT
-fi
+trap 'rm -rf "$out/bin"' EXIT
 mkdir -p "$out/bin"
+if [ "$short" = 1 ]; then echo short >"$out/mode"; else echo full >"$out/mode"; fi
 
 count=6
 [ "$short" = 1 ] && count=1
@@ -108,7 +147,6 @@ bench taskqueue 'Latency500' 1000x 50x
 bench pagination 'KeysetVsOffset' 300ms 1x
 bench txn 'Do|Nested' 200ms 10x
 
-server_args=()
 loadtest="$root/examples/loadtest/server-vs-bare.sh"
 if [ -f "$loadtest" ]; then
 	printf '\n==> example server: %s\n' "${loadtest#"$root"/}" >&2
@@ -119,13 +157,11 @@ if [ -f "$loadtest" ]; then
 		(cd "$root" && bash "$loadtest") >"$out/server.md"
 	fi
 	printf '    %ss\n' $((SECONDS - t)) >&2
-	server_args=(-server "$out/server.md")
 fi
 
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 elapsed=$((SECONDS - t0))
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
-services="none"
 if [ -n "${DATABASE_URL:-}" ]; then
 	services="Postgres $(psql "$DATABASE_URL" -Atc 'SHOW server_version' 2>/dev/null || echo '(version unknown)')"
 else
@@ -137,24 +173,16 @@ else
 	services="$services; no Redis (REDIS_URL unset): its comparisons skipped"
 fi
 
-if [ "$short" = 1 ]; then
-	page="$out/BENCHMARKS.md"
-	charts="$out/charts"
-	command="bash bench/run.sh -short"
-else
-	page="$root/BENCHMARKS.md"
-	charts="$bench/charts"
-	command="bash bench/run.sh"
-	rm -f "$charts"/*.svg
-fi
-go run ./benchpage -in "$out" -out "$page" -charts "$charts" -chartlink bench/charts \
-	-commands "$out/commands.txt" "${server_args[@]}" \
-	-meta "Command=\`$command\` (from the repository root), which ran the commands below" \
-	-meta "Date=$started" \
-	-meta "Machine=$cpu, $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)" \
-	-meta "Go=$(go version | sed 's/^go version //')" \
-	-meta "Services=$services" \
-	-meta "Load average (1, 5, 15 min)=$load_start at the start, $load_end at the end" \
-	-meta "Duration=$((elapsed / 60)) min $((elapsed % 60)) s"
-echo >&2
-echo "bench/run.sh: wrote $page and $charts/ in $((SECONDS - t0))s" >&2
+command="bash bench/run.sh"
+[ "$short" = 1 ] && command="bash bench/run.sh -short"
+{
+	echo "Command=\`$command\` (from the repository root), which ran the commands below"
+	echo "Date=$started"
+	echo "Machine=$cpu, $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
+	echo "Go=$(go version | sed 's/^go version //')"
+	echo "Services=$services"
+	echo "Load average (1, 5, 15 min)=$load_start at the start, $load_end at the end"
+	echo "Duration=$((elapsed / 60)) min $((elapsed % 60)) s"
+} >"$out/meta.txt"
+page "$out"
+echo "bench/run.sh: done in $((SECONDS - t0))s; the raw output stays in $out (bash bench/run.sh -page $out rebuilds the page from it)" >&2

@@ -8,7 +8,8 @@
 // Its output depends only on its input and flags: sections, rows and
 // charts come in a fixed order, so that two runs differ only in figures.
 //
-//	go run ./benchpage -in DIR -out ../BENCHMARKS.md -charts charts -chartlink bench/charts [-server FILE] [-meta KEY=VALUE]...
+//	go run ./benchpage -in DIR -out ../BENCHMARKS.md -charts charts -chartlink bench/charts \
+//		[-commands FILE] [-server FILE] [-metafile FILE] [-meta KEY=VALUE]...
 package main
 
 import (
@@ -47,7 +48,23 @@ func main() {
 	commands := flag.String("commands", "", "a file of the commands that made the input, one a line, shown on the page")
 	var meta metaFlags
 	flag.Var(&meta, "meta", "KEY=VALUE for the page's header, in order (repeatable)")
+	metaFile := flag.String("metafile", "", "a file of KEY=VALUE lines for the page's header, shown before any -meta")
 	flag.Parse()
+	if *metaFile != "" {
+		b, err := os.ReadFile(*metaFile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "benchpage:", err)
+			os.Exit(1)
+		}
+		var fromFile metaFlags
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			if err := fromFile.Set(line); err != nil {
+				fmt.Fprintf(os.Stderr, "benchpage: %s: %v\n", *metaFile, err)
+				os.Exit(1)
+			}
+		}
+		meta = append(fromFile, meta...)
+	}
 	if *in == "" {
 		fmt.Fprintln(os.Stderr, "benchpage: -in is required")
 		os.Exit(2)
