@@ -13,8 +13,7 @@ const (
 	rowHeight  = 24
 	barHeight  = 16
 	top        = 56 // below the title and the caption
-	valueRoom  = 120
-	charWidth  = 7 // of the 12px labels, roughly
+	charWidth  = 7  // of the 12px labels, roughly
 )
 
 // The bars' colours: asynckit, the other libraries, reference rows.
@@ -78,6 +77,10 @@ func drawChart(c chart, f family, rows []row) ([]byte, bool) {
 		labelW = max(labelW, len([]rune(b.label))*charWidth+16)
 	}
 	labelW = min(labelW, 360)
+	valueRoom := 0 // for the value written after the longest bar
+	for _, b := range bars {
+		valueRoom = max(valueRoom, len([]rune(b.value))*charWidth+16)
+	}
 	barRoom := float64(chartWidth - labelW - valueRoom)
 	height := top + len(bars)*rowHeight + 12
 
