@@ -7,7 +7,9 @@
 // fanout.Map does, and every one is called through the same signature
 // func(context.Context, int) (int, error) where its API allows it (conc's
 // iter.Map takes no context and returns no error; it gets the same work).
-// ns/item is ns/op divided by n.
+// ns/item is ns/op divided by n. BenchmarkFanoutSleep runs the same
+// libraries on waiting work instead: 100 items, each call sleeping 1 ms,
+// at most 10 at once.
 //
 // The bare-* subjects are not libraries but floors: 8 goroutines pulling an
 // atomic index with no context, error handling or panic recovery, writing
@@ -26,6 +28,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/alitto/pond/v2"
 	"github.com/sourcegraph/conc/iter"
@@ -40,12 +43,23 @@ const (
 	limit = 8
 )
 
-// work is the workload's call: an atomic add on a shared counter.
-type work struct{ n atomic.Int64 }
+// work is the workload's call: an atomic add on a shared counter, then a
+// sleep of sleep when that is set; limit is how many calls may run at once.
+type work struct {
+	n     atomic.Int64
+	limit int
+	sleep time.Duration
+}
 
-func (w *work) call(_ context.Context, _ int) (int, error) { return int(w.n.Add(1)), nil }
+func (w *work) call(_ context.Context, _ int) (int, error) {
+	v := int(w.n.Add(1))
+	if w.sleep > 0 {
+		time.Sleep(w.sleep)
+	}
+	return v, nil
+}
 
-// runner runs one fan-out of w.call over in with at most limit calls at
+// runner runs one fan-out of w.call over in with at most w.limit calls at
 // once. check reports a wrong result.
 type runner func(b *testing.B, ctx context.Context, w *work, in []int) (check func() error)
 
@@ -55,7 +69,7 @@ type runner func(b *testing.B, ctx context.Context, w *work, in []int) (check fu
 type subject struct {
 	name      string
 	run       runner
-	newRunner func(b *testing.B) runner
+	newRunner func(b *testing.B, limit int) runner
 }
 
 var subjects = []subject{
@@ -78,35 +92,56 @@ var subjects = []subject{
 func BenchmarkFanout(b *testing.B) {
 	for _, s := range subjects {
 		b.Run(fmt.Sprintf("n=%d/limit=%d/%s", items, limit, s.name), func(b *testing.B) {
-			w := new(work)
-			in := make([]int, items)
-			ctx := context.Background()
-			run := s.run
-			if s.newRunner != nil {
-				run = s.newRunner(b)
-			}
-			b.ReportAllocs()
-			var check func() error
-			for b.Loop() {
-				check = run(b, ctx, w, in)
-			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/items, "ns/item")
-			if got, want := w.n.Load(), int64(b.N)*items; got != want && !strings.HasPrefix(s.name, "alloc-") {
-				b.Fatalf("%s made %d calls in %d runs, want %d", s.name, got, b.N, want)
-			}
-			if err := check(); err != nil {
-				b.Fatalf("%s: %v", s.name, err)
-			}
+			benchmarkSubject(b, s, items, limit, 0)
 		})
+	}
+}
+
+// BenchmarkFanoutSleep runs the libraries on 100 items of which each call
+// sleeps 1 ms, at most 10 at once: work that waits, like a call to another
+// service. The floor is 10 rounds of 1 ms; what a library adds to it is
+// how soon it starts the next call when one ends. The bare-* and alloc-*
+// floors are left out, having nothing to say about waiting work.
+func BenchmarkFanoutSleep(b *testing.B) {
+	const n, limit = 100, 10
+	for _, s := range subjects {
+		if strings.HasPrefix(s.name, "bare-") || strings.HasPrefix(s.name, "alloc-") {
+			continue
+		}
+		b.Run(fmt.Sprintf("n=%d/limit=%d/sleep=1ms/%s", n, limit, s.name), func(b *testing.B) {
+			benchmarkSubject(b, s, n, limit, time.Millisecond)
+		})
+	}
+}
+
+// benchmarkSubject runs s on n items, at most lim at once, each call
+// sleeping for sleep.
+func benchmarkSubject(b *testing.B, s subject, n, lim int, sleep time.Duration) {
+	w := &work{limit: lim, sleep: sleep}
+	in := make([]int, n)
+	ctx := context.Background()
+	run := s.run
+	if s.newRunner != nil {
+		run = s.newRunner(b, lim)
+	}
+	b.ReportAllocs()
+	var check func() error
+	for b.Loop() {
+		check = run(b, ctx, w, in)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/item")
+	if got, want := w.n.Load(), int64(b.N)*int64(n); got != want && !strings.HasPrefix(s.name, "alloc-") {
+		b.Fatalf("%s made %d calls in %d runs, want %d", s.name, got, b.N, want)
+	}
+	if err := check(); err != nil {
+		b.Fatalf("%s: %v", s.name, err)
 	}
 }
 
 // distinct reports an error unless the values of one run are the distinct
 // counter values of its calls, i.e. every slot was written exactly once.
 func distinct(vals []int) error {
-	if len(vals) != items {
-		return fmt.Errorf("%d values, want %d", len(vals), items)
-	}
+	items := len(vals)
 	lo := vals[0]
 	for _, v := range vals {
 		lo = min(lo, v)
@@ -123,7 +158,7 @@ func distinct(vals []int) error {
 }
 
 func runAsynckitMap(b *testing.B, ctx context.Context, w *work, in []int) func() error {
-	out, err := fanout.Map(ctx, in, w.call, fanout.Limit(limit))
+	out, err := fanout.Map(ctx, in, w.call, fanout.Limit(w.limit))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -131,7 +166,7 @@ func runAsynckitMap(b *testing.B, ctx context.Context, w *work, in []int) func()
 }
 
 func runAsynckitSettle(b *testing.B, ctx context.Context, w *work, in []int) func() error {
-	res := fanout.Settle(ctx, in, w.call, fanout.Limit(limit))
+	res := fanout.Settle(ctx, in, w.call, fanout.Limit(w.limit))
 	return func() error {
 		vals := make([]int, len(res))
 		for i, r := range res {
@@ -145,7 +180,7 @@ func runAsynckitSettle(b *testing.B, ctx context.Context, w *work, in []int) fun
 }
 
 func runConcIterMap(b *testing.B, ctx context.Context, w *work, in []int) func() error {
-	out := iter.Mapper[int, int]{MaxGoroutines: limit}.Map(in, func(p *int) int {
+	out := iter.Mapper[int, int]{MaxGoroutines: w.limit}.Map(in, func(p *int) int {
 		v, _ := w.call(ctx, *p)
 		return v
 	})
@@ -154,7 +189,7 @@ func runConcIterMap(b *testing.B, ctx context.Context, w *work, in []int) func()
 
 func runConcPool(b *testing.B, ctx context.Context, w *work, in []int) func() error {
 	out := make([]int, len(in))
-	p := pool.New().WithErrors().WithContext(ctx).WithCancelOnError().WithMaxGoroutines(limit)
+	p := pool.New().WithErrors().WithContext(ctx).WithCancelOnError().WithMaxGoroutines(w.limit)
 	for i, it := range in {
 		p.Go(func(ctx context.Context) error {
 			v, err := w.call(ctx, it)
@@ -171,7 +206,7 @@ func runConcPool(b *testing.B, ctx context.Context, w *work, in []int) func() er
 func runErrgroup(b *testing.B, ctx context.Context, w *work, in []int) func() error {
 	out := make([]int, len(in))
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(limit)
+	g.SetLimit(w.limit)
 	for i, it := range in {
 		g.Go(func() error {
 			v, err := w.call(gctx, it)
@@ -188,7 +223,7 @@ func runErrgroup(b *testing.B, ctx context.Context, w *work, in []int) func() er
 // newPondRunner starts one long-lived pond pool for the whole benchmark,
 // the way pond is meant to be used (its workers are started once, not per
 // fan-out), and stops it when the benchmark ends. Each fan-out is a group.
-func newPondRunner(b *testing.B) runner {
+func newPondRunner(b *testing.B, limit int) runner {
 	p := pond.NewPool(limit)
 	b.Cleanup(p.StopAndWait)
 	return func(b *testing.B, ctx context.Context, w *work, in []int) func() error {
@@ -214,7 +249,7 @@ func runChannelPool(b *testing.B, ctx context.Context, w *work, in []int) func()
 	out := make([]int, len(in))
 	idx := make(chan int)
 	var wg sync.WaitGroup
-	for range limit {
+	for range w.limit {
 		wg.Go(func() {
 			for i := range idx {
 				out[i], _ = w.call(ctx, in[i])
@@ -235,7 +270,7 @@ func runBareInt(b *testing.B, ctx context.Context, w *work, in []int) func() err
 	out := make([]int, len(in))
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	for range limit {
+	for range w.limit {
 		wg.Go(func() {
 			for i := int(next.Add(1) - 1); i < len(in); i = int(next.Add(1) - 1) {
 				out[i], _ = w.call(ctx, in[i])
@@ -254,7 +289,7 @@ func runBareResult(b *testing.B, ctx context.Context, w *work, in []int) func() 
 	res := make([]fanout.Result[int], len(in))
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	for range limit {
+	for range w.limit {
 		wg.Go(func() {
 			for i := int(next.Add(1) - 1); i < len(in); i = int(next.Add(1) - 1) {
 				v, err := w.call(ctx, in[i])
@@ -279,8 +314,8 @@ func runBareResult(b *testing.B, ctx context.Context, w *work, in []int) func() 
 func runAllocInt(b *testing.B, ctx context.Context, w *work, in []int) func() error {
 	out := make([]int, len(in))
 	return func() error {
-		if len(out) != items {
-			return fmt.Errorf("%d values, want %d", len(out), items)
+		if len(out) != len(in) {
+			return fmt.Errorf("%d values, want %d", len(out), len(in))
 		}
 		return nil
 	}
@@ -290,8 +325,8 @@ func runAllocInt(b *testing.B, ctx context.Context, w *work, in []int) func() er
 func runAllocResult(b *testing.B, ctx context.Context, w *work, in []int) func() error {
 	res := make([]fanout.Result[int], len(in))
 	return func() error {
-		if len(res) != items {
-			return fmt.Errorf("%d results, want %d", len(res), items)
+		if len(res) != len(in) {
+			return fmt.Errorf("%d results, want %d", len(res), len(in))
 		}
 		return nil
 	}

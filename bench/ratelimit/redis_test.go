@@ -161,7 +161,7 @@ func BenchmarkRedisAllow(b *testing.B) {
 	for _, shape := range redisShapes {
 		for _, callers := range []int{16, 64} {
 			for i, subject := range redisSubjects {
-				b.Run(fmt.Sprintf("%s/%s/callers=%d", shape.name, subject.name, callers), func(b *testing.B) {
+				b.Run(fmt.Sprintf("%s/callers=%d/%s", shape.name, callers, subject.name), func(b *testing.B) {
 					c := shape.client(opts)
 					b.Cleanup(func() { _ = c.Close() })
 					prefix := fmt.Sprintf("akbench_%d_%d:", run, i)
