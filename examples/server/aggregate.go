@@ -95,11 +95,15 @@ func newAggregator(cfg *config, self string) *aggregator {
 			}
 			return http.ProxyFromEnvironment(r)
 		},
-		DialContext:            (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		ForceAttemptHTTP2:      true,
-		MaxIdleConns:           4 * aggregateLimit,
-		MaxIdleConnsPerHost:    aggregateLimit,
-		MaxConnsPerHost:        4 * aggregateLimit,
+		DialContext:       (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2: true,
+		// UPSTREAM_CONNS bounds what one instance asks of an upstream host:
+		// under a burst, calls queue here rather than pile onto it.
+		// Each may stay open between aggregates, so that a steady load
+		// does not open a connection per call.
+		MaxIdleConns:           len(ups) * cfg.UpstreamConns,
+		MaxIdleConnsPerHost:    cfg.UpstreamConns,
+		MaxConnsPerHost:        cfg.UpstreamConns,
 		IdleConnTimeout:        90 * time.Second,
 		TLSHandshakeTimeout:    5 * time.Second,
 		ExpectContinueTimeout:  time.Second,

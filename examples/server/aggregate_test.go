@@ -8,9 +8,11 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -247,4 +249,46 @@ func TestAggregateNeverProxiesTheServerItself(t *testing.T) {
 		"http://10.1.2.3:8080/demo/upstream/slow?latency_ms=300",
 		"http://10.1.2.3:8080/demo/upstream/flaky?latency_ms=50&fail_rate=0.3",
 	}, g.upstreams, "without UPSTREAMS, the demo upstreams of the server itself")
+}
+
+// TestUpstreamConnsBoundsCallsToOneHost checks that UPSTREAM_CONNS bounds
+// the calls one instance has open to an upstream host, however many
+// aggregates run at once, and that raising it lets them all through.
+func TestUpstreamConnsBoundsCallsToOneHost(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		conns    string
+		min, max int64
+	}{
+		{"2", 1, 2},
+		{"12", 4, 12}, // 4 aggregates of 3 calls each
+	} {
+		t.Run("UPSTREAM_CONNS="+tc.conns, func(t *testing.T) {
+			t.Parallel()
+			var inFlight, peak atomic.Int64
+			up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				n := inFlight.Add(1)
+				defer inFlight.Add(-1)
+				for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+				}
+				time.Sleep(200 * time.Millisecond)
+				w.Header().Set("Content-Type", "application/json")
+				_, _ = w.Write([]byte(`{}`))
+			}))
+			t.Cleanup(up.Close)
+			list := []string{up.URL + "/a", up.URL + "/b", up.URL + "/c"}
+			ts := startServer(t, "sqlite", map[string]string{"UPSTREAMS": strings.Join(list, ","), "UPSTREAM_CONNS": tc.conns})
+
+			var wg sync.WaitGroup
+			for range 4 {
+				wg.Go(func() {
+					r := ts.do("GET", "/aggregate", nil)
+					assert.Equal(t, http.StatusOK, r.status, "%s", r.body)
+				})
+			}
+			wg.Wait()
+			require.GreaterOrEqual(t, peak.Load(), tc.min)
+			require.LessOrEqual(t, peak.Load(), tc.max, "calls open at once to the one upstream host")
+		})
+	}
 }

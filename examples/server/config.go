@@ -37,6 +37,7 @@ type config struct {
 	RateReplicas     int
 	Upstreams        []string
 	AggregateTimeout time.Duration
+	UpstreamConns    int
 	ShutdownTimeout  time.Duration
 	CORSOrigins      []string
 	SlowRequest      time.Duration
@@ -169,6 +170,15 @@ var settings = []setting{
 		}},
 	{"aggregate-timeout", "AGGREGATE_TIMEOUT", "2s", "time limit for each upstream of GET /aggregate",
 		func(c *config, v string) error { return setDuration(&c.AggregateTimeout, v, time.Millisecond) }},
+	{"upstream-conns", "UPSTREAM_CONNS", "32", "most connections GET /aggregate holds open to each upstream host; calls beyond them wait for one",
+		func(c *config, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 10000 {
+				return errors.New("must be a whole number from 1 to 10000")
+			}
+			c.UpstreamConns = n
+			return nil
+		}},
 	{"shutdown-timeout", "SHUTDOWN_TIMEOUT", "15s", "how long a shutdown may take to drain requests and tasks",
 		func(c *config, v string) error { return setDuration(&c.ShutdownTimeout, v, time.Millisecond) }},
 	{"cors-origins", "CORS_ORIGINS", "", "comma-separated origins allowed by CORS, or * for any",

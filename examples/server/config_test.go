@@ -37,6 +37,7 @@ func TestConfigDefaults(t *testing.T) {
 	require.Equal(t, ratelimit.Limit{Rate: 600, Period: time.Minute, Burst: 600}, c.RateLimit)
 	require.Empty(t, c.Upstreams, "the demo upstreams")
 	require.Equal(t, 2*time.Second, c.AggregateTimeout)
+	require.Equal(t, 32, c.UpstreamConns)
 	require.Equal(t, 15*time.Second, c.ShutdownTimeout)
 	require.Empty(t, c.CORSOrigins)
 	require.Equal(t, 500*time.Millisecond, c.SlowRequest)
@@ -126,6 +127,7 @@ func TestConfigGoodValues(t *testing.T) {
 			require.Equal(t, []string{"http://a.example/x", "https://b.example:8443/y?z=1"}, c.Upstreams)
 		}},
 		{"AGGREGATE_TIMEOUT", "150ms", func(t *testing.T, c *config) { require.Equal(t, 150*time.Millisecond, c.AggregateTimeout) }},
+		{"UPSTREAM_CONNS", "200", func(t *testing.T, c *config) { require.Equal(t, 200, c.UpstreamConns) }},
 		{"CORS_ORIGINS", "*", func(t *testing.T, c *config) { require.Equal(t, []string{"*"}, c.CORSOrigins) }},
 		{"CORS_ORIGINS", "https://a.example, http://localhost:3000", func(t *testing.T, c *config) {
 			require.Equal(t, []string{"https://a.example", "http://localhost:3000"}, c.CORSOrigins)
@@ -212,6 +214,8 @@ func TestConfigBadValues(t *testing.T) {
 		{"UPSTREAMS", "/relative", "not an absolute http(s) URL"},
 		{"UPSTREAMS", strings.Repeat("http://a.example,", maxUpstreams+1), "at most 32"},
 		{"AGGREGATE_TIMEOUT", "0", "at least 1ms"},
+		{"UPSTREAM_CONNS", "0", "from 1 to 10000"},
+		{"UPSTREAM_CONNS", "many", "from 1 to 10000"},
 		{"AGGREGATE_TIMEOUT", "-1s", "at least 1ms"},
 		{"AGGREGATE_TIMEOUT", "2", "duration"},
 		{"SHUTDOWN_TIMEOUT", "soon", "duration"},
