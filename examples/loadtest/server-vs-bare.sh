@@ -66,13 +66,15 @@ say "building into $work"
 	die "build failed"
 
 # start_server NAME ENV... starts the example server with ENV on a fresh
-# SQLite file and a free port, and sets $base to its URL.
+# SQLite file and a free port, and sets $base to its URL. The settings that
+# would move it off this machine's process (Postgres, Redis, an OTLP
+# collector) are cleared, whatever the caller's environment holds.
 start_server() {
 	local name=$1 port pid
 	shift
 	for _ in 1 2 3 4 5; do
 		port=$((20000 + RANDOM % 40000))
-		env ADDR="127.0.0.1:$port" DB_PATH="$work/$name.db" UPLOAD_DIR="$work/$name-uploads" \
+		env -u DATABASE_URL -u REDIS_URL -u OTEL_EXPORTER_OTLP_ENDPOINT ADDR="127.0.0.1:$port" DB_PATH="$work/$name.db" UPLOAD_DIR="$work/$name-uploads" \
 			LOG_LEVEL=warn RATE_LIMIT=1000000/s "$@" "$work/server" >"$work/$name.log" 2>&1 &
 		pid=$!
 		pids+=("$pid")
@@ -130,7 +132,7 @@ user=$(curl -fsS "$cached/users/1")
 # that fanned out and sequential calls reach the same handlers.
 up="$cached/demo/upstream"
 upstreams="$up/a?latency_ms=20,$up/b?latency_ms=50,$up/c?latency_ms=30"
-start_server uncached USER_CACHE=off UPSTREAMS="$upstreams"
+start_server uncached USER_CACHE=off UPSTREAMS="$upstreams" UPSTREAM_CONNS=256
 uncached=$base
 seed "$uncached"
 
