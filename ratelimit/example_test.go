@@ -45,6 +45,41 @@ func ExampleMiddleware() {
 	// 429 "default";q=2;w=60 "default";r=0;t=60 retry after 30
 }
 
+// A service whose error answers all carry its own fields answers denied
+// requests itself; the middleware has already set Retry-After and the
+// RateLimit fields.
+func ExampleOnLimited() {
+	lim, err := ratelimit.NewGCRA(ratelimit.PerMinute(1), ratelimit.Options{})
+	if err != nil {
+		panic(err)
+	}
+	respond := func(w http.ResponseWriter, r *http.Request, d ratelimit.Decision) {
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.WriteHeader(http.StatusTooManyRequests)
+		fmt.Fprintf(w, `{"type":"/problems/rate-limited","status":429,"instance":%q,"request_id":%q,"policy":%q}`+"\n",
+			r.URL.Path, r.Header.Get("X-Request-ID"), d.Policies[len(d.Policies)-1])
+	}
+	mw, err := ratelimit.Middleware(lim, ratelimit.KeyByIP(), ratelimit.Name("per-ip"), ratelimit.OnLimited(respond))
+	if err != nil {
+		panic(err)
+	}
+	api := mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "hello")
+	}))
+
+	for range 2 {
+		r := httptest.NewRequest(http.MethodGet, "/hello", nil)
+		r.RemoteAddr = "198.51.100.7:51000"
+		r.Header.Set("X-Request-ID", "req-42")
+		w := httptest.NewRecorder()
+		api.ServeHTTP(w, r)
+		fmt.Print(w.Code, " Retry-After=", w.Header().Get("Retry-After"), " ", w.Body.String())
+	}
+	// Output:
+	// 200 Retry-After= hello
+	// 429 Retry-After=60 {"type":"/problems/rate-limited","status":429,"instance":"/hello","request_id":"req-42","policy":"per-ip"}
+}
+
 // An outbound API client that may call a partner 5 times a second per
 // account: TokenBucket.Wait queues each call until its token is due.
 func ExampleTokenBucket_Wait() {

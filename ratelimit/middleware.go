@@ -99,6 +99,24 @@ func ProblemType(uri string) MiddlewareOption {
 	}
 }
 
+// OnLimited answers each denied request with respond instead of the
+// default problem body, for a service whose error answers carry more (a
+// request id, its own problem types) or another format. When respond is
+// called, the middleware has set the RateLimit fields and Retry-After on
+// w's header; respond writes the status, normally 429, and the body. d is
+// the request's decision: the last of d.Policies denied it, and the last
+// of d.Results says when to retry. respond must be safe for concurrent
+// use. [ProblemType] has no effect beside it.
+func OnLimited(respond func(w http.ResponseWriter, r *http.Request, d Decision)) MiddlewareOption {
+	return func(m *middleware) error {
+		if respond == nil {
+			return errors.New("ratelimit: OnLimited with a nil func")
+		}
+		m.limited = respond
+		return nil
+	}
+}
+
 type policy struct {
 	name string
 	l    Limiter
@@ -111,6 +129,7 @@ type middleware struct {
 	legacy      bool
 	shadow      bool
 	record      func(*http.Request, Decision)
+	limited     func(http.ResponseWriter, *http.Request, Decision) // nil: the problem body
 	problemType string
 	policyField string // the RateLimit-Policy field value, fixed
 }
@@ -153,7 +172,8 @@ type limited interface{ Limit() Limit }
 // A denied request gets 429 Too Many Requests, `Retry-After` in whole
 // seconds (the deciding RetryAfter, rounded up) and an
 // application/problem+json body whose type is [DefaultProblemType], naming
-// the policy that denied it in the draft's "violated-policies" member. A key
+// the policy that denied it in the draft's "violated-policies" member
+// ([OnLimited] answers otherwise). A key
 // function error, an empty key or one longer than [MaxKeyLen] gets 400 with
 // a problem body: it never limits everyone under one key.
 //
@@ -289,6 +309,10 @@ func (m *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 	}
 	retry := ceilSeconds(decider.RetryAfter)
 	h.Set("Retry-After", strconv.FormatInt(retry, 10))
+	if m.limited != nil {
+		m.limited(w, r, d)
+		return
+	}
 	name := d.Policies[len(d.Policies)-1]
 	writeProblem(w, problem{
 		Type: m.problemType, Title: "Too Many Requests", Status: http.StatusTooManyRequests,

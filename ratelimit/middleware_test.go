@@ -252,6 +252,7 @@ func TestMiddlewareRejectsBadConfiguration(t *testing.T) {
 		{"nil option", g, key, []ratelimit.MiddlewareOption{nil}},
 		{"empty problem type", g, key, []ratelimit.MiddlewareOption{ratelimit.ProblemType("")}},
 		{"nil OnDecision", g, key, []ratelimit.MiddlewareOption{ratelimit.OnDecision(nil)}},
+		{"nil OnLimited", g, key, []ratelimit.MiddlewareOption{ratelimit.OnLimited(nil)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ratelimit.Middleware(tc.l, tc.key, tc.opts...)
@@ -368,3 +369,41 @@ type discardWriter struct{ h http.Header }
 func (w *discardWriter) Header() http.Header         { return w.h }
 func (w *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 func (w *discardWriter) WriteHeader(int)             {}
+
+func TestMiddlewareOnLimitedAnswersDeniedRequests(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		g, err := ratelimit.NewGCRA(ratelimit.PerMinute(1), ratelimit.Options{})
+		require.NoError(t, err)
+		var calls []ratelimit.Decision
+		respond := func(w http.ResponseWriter, r *http.Request, d ratelimit.Decision) {
+			calls = append(calls, d)
+			w.Header().Set("Content-Type", "text/plain")
+			w.WriteHeader(http.StatusTooManyRequests)
+			_, _ = w.Write([]byte("slow down, " + r.URL.Path))
+		}
+		h := mustMiddleware(t, g, ratelimit.KeyByIP(), ratelimit.Name("per-ip"),
+			ratelimit.ProblemType("https://example.com/ignored"), ratelimit.OnLimited(respond))(ok200)
+
+		require.Equal(t, http.StatusOK, serve(h, "192.0.2.1:1000").Code)
+		require.Empty(t, calls, "an admitted request is served, not answered by OnLimited")
+
+		w := serve(h, "192.0.2.1:1000")
+		require.Equal(t, http.StatusTooManyRequests, w.Code)
+		require.Equal(t, "slow down, /api", w.Body.String())
+		require.Equal(t, http.Header{
+			"Content-Type":     {"text/plain"},
+			"Retry-After":      {"60"},
+			"Ratelimit-Policy": {`"per-ip";q=1;w=60`},
+			"Ratelimit":        {`"per-ip";r=0;t=60`},
+		}, w.Header())
+		require.Len(t, calls, 1)
+		d := calls[0]
+		require.False(t, d.Allowed)
+		require.Equal(t, "192.0.2.1", d.Key)
+		require.Equal(t, []string{"per-ip"}, d.Policies)
+		require.Len(t, d.Results, 1)
+		require.False(t, d.Results[0].Allowed)
+		require.Equal(t, time.Minute, d.Results[0].RetryAfter)
+	})
+}
