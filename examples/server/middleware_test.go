@@ -509,6 +509,10 @@ func TestRateLimit(t *testing.T) {
 		p := r.problem(t)
 		require.Equal(t, problemTypePrefix+"rate-limited", p.Type)
 		require.Contains(t, string(r.body), `"violated-policies":["per-client"]`)
+		require.Equal(t, "/users", p.Instance, "a 429 names its request as every problem does")
+		require.NotEmpty(t, p.RequestID)
+		require.Equal(t, r.header.Get("X-Request-ID"), p.RequestID)
+		require.Equal(t, fmt.Sprintf("quota %q exceeded; retry after %d s", "per-client", retry), p.Detail)
 	})
 	t.Run("every route of the client is limited, unknown paths too", func(t *testing.T) {
 		for _, path := range []string{"/users/1", "/aggregate", "/no-such-path"} {

@@ -325,12 +325,8 @@ func (a *api) document(g *schemaGen, version string) map[string]any {
 			code := strconv.Itoa(k.status)
 			r, seen := responses[code].(map[string]any)
 			if !seen {
-				ref := problemRef
-				if k.status == http.StatusTooManyRequests {
-					ref = g.of(reflect.TypeFor[rateLimitProblem]())
-				}
 				r = map[string]any{"description": k.title,
-					"content": map[string]any{problemContentType: map[string]any{"schema": ref}}}
+					"content": map[string]any{problemContentType: map[string]any{"schema": problemRef}}}
 				if k.status == http.StatusTooManyRequests || k.status == http.StatusServiceUnavailable || k.status == http.StatusConflict {
 					r["headers"] = map[string]any{"Retry-After": map[string]any{
 						"description": "Seconds to wait before retrying", "schema": &schema{Type: "integer"}}}
@@ -374,14 +370,3 @@ func (g *schemaGen) contentSchema(c *content) *schema {
 }
 
 func ptr[T any](v T) *T { return &v }
-
-// rateLimitProblem is the 429 answer of ratelimit.Middleware: a problem of
-// the quota-exceeded type that draft-ietf-httpapi-ratelimit-headers
-// registers, naming the policies whose quota is spent.
-type rateLimitProblem struct {
-	Type             string   `json:"type"`
-	Title            string   `json:"title"`
-	Status           int      `json:"status"`
-	Detail           string   `json:"detail"`
-	ViolatedPolicies []string `json:"violated-policies,omitempty"`
-}

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/asynckit/asynckit/ratelimit"
 )
 
 // problem is an RFC 9457 problem details object: the body of every error
@@ -22,6 +24,8 @@ type problem struct {
 	Instance  string       `json:"instance,omitempty" doc:"The path of the request"`
 	RequestID string       `json:"request_id,omitempty" doc:"The request's X-Request-ID, for the logs"`
 	Errors    []fieldError `json:"errors,omitempty" doc:"One entry per invalid field or row"`
+
+	ViolatedPolicies []string `json:"violated-policies,omitempty" doc:"For rate-limited: the quotas spent (draft-ietf-httpapi-ratelimit-headers)"`
 
 	retryAfter time.Duration // sets Retry-After when positive
 }
@@ -104,6 +108,16 @@ func writeProblem(w http.ResponseWriter, r *http.Request, p *problem) {
 	h.Del("Content-Encoding")
 	w.WriteHeader(out.Status)
 	_, _ = w.Write(append(body, '\n'))
+}
+
+// rateLimited answers a request that the rate limit denied, as every
+// other problem is answered (with its instance and request id); the
+// limiter's middleware has set Retry-After and the RateLimit fields.
+func rateLimited(w http.ResponseWriter, r *http.Request, d ratelimit.Decision) {
+	name := d.Policies[len(d.Policies)-1]
+	p := newProblem(probRateLimited, "quota %q exceeded; retry after %s s", name, w.Header().Get("Retry-After"))
+	p.ViolatedPolicies = []string{name}
+	writeProblem(w, r, p)
 }
 
 // writeError answers r with err: the problem it is, or else a 500 whose

@@ -98,7 +98,7 @@ func newServer(ctx context.Context, cfg *config, log *slog.Logger, self string) 
 		return nil, err
 	}
 	limit, err := ratelimit.Middleware(s.limiter, clientKey, ratelimit.Name("per-client"), ratelimit.OnDecision(s.metrics.decision),
-		ratelimit.ProblemType(problemTypePrefix+probRateLimited.slug)) // documented at /docs, as every other problem
+		ratelimit.OnLimited(rateLimited))
 	if err != nil {
 		return nil, err
 	}
