@@ -53,8 +53,8 @@
 // policies ([Policy]; the first to deny decides). Every response carries
 // the draft-ietf-httpapi-ratelimit-headers-10 fields RateLimit-Policy and
 // RateLimit ([LegacyHeaders] adds X-RateLimit-*); a denial is 429 with
-// Retry-After and an application/problem+json body; a key function error is
-// 400, never a shared key. [Shadow] with [OnDecision] records decisions
+// Retry-After and an application/problem+json body ([OnLimited] writes
+// your own instead); a key function error is 400, never a shared key. [Shadow] with [OnDecision] records decisions
 // without enforcing them.
 //
 // # When the store fails
