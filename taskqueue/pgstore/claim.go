@@ -252,9 +252,9 @@ func (s *Store) lead(ctx context.Context, g *claimGroup) error {
 // earliest pending task that is not yet due falls due (zero if none).
 func (s *Store) claimBatch(ctx context.Context, kinds []string, n int) ([]taskqueue.Task, time.Time, error) {
 	now := floorMicro(time.Now())
-	query, args := s.sql.claimAny, []any{now, n, now.Add(s.opts.Lease)}
+	var kindsArg any // NULL: any kind
 	if kinds != nil {
-		query, args = s.sql.claimKinds, append(args, kinds)
+		kindsArg = kinds
 	}
 	var (
 		tasks []taskqueue.Task
@@ -277,7 +277,7 @@ func (s *Store) claimBatch(ctx context.Context, kinds []string, n int) ([]taskqu
 		seqs[t.ID] = seq
 		tasks = append(tasks, t)
 		return nil
-	}, query, args...)
+	}, s.sql.claim, now, n, now.Add(s.opts.Lease), kindsArg)
 	if err != nil {
 		// The statement may have claimed tasks whose rows never arrived;
 		// their leases lapse and the rescuer gives them back.

@@ -24,7 +24,14 @@
 // pending tasks that are due, ordered by run_at and then by insertion, on a
 // partial index that holds pending tasks only, feeding an UPDATE that marks
 // them running, counts the attempt, takes the next claim token and sets
-// the lease. Instances never wait for each other's locks. The Claims a
+// the lease. Instances never wait for each other's locks. The statement is
+// the claim_due function that Migrate installs, planned with bitmap scans
+// and sorts turned off, so that it walks the index from the first due task
+// and stops after the tasks it takes whatever the table's statistics say:
+// left to itself, the planner reads and sorts every pending task whenever
+// its statistics make pending tasks look rare (a new table, or a backlog
+// that arrived after the last ANALYZE), and a claim then costs as much as
+// the whole backlog. The Claims a
 // Runner's workers make are coalesced: one of them claims for all that
 // wait, up to 1000 tasks in one statement, and hands the tasks out first
 // come, first served, so a busy queue costs a statement per batch rather
