@@ -101,9 +101,14 @@
 //
 // # Costs
 //
-// Workers are long-lived goroutines: no goroutine is started per task, and
-// timers are armed only for tasks with a Timeout or a Delay, while
-// progress is being coalesced, or while a leased claim is renewed. A no-op
-// task costs about ten small allocations end to end (see
-// BenchmarkSubmitAndRun).
+// Workers are long-lived goroutines: over the MemoryStore no goroutine is
+// started per task, and timers are armed only for tasks with a Timeout or
+// a Delay, while progress is being coalesced, or while a leased claim is
+// renewed. A no-op task costs about ten small allocations end to end (see
+// BenchmarkSubmitAndRun). Over any other store, whose calls are taken to
+// be round trips, a worker records each attempt's outcome on a short-lived
+// goroutine while it claims its next task, so that the two round trips
+// overlap; it has at most one such recording outstanding, Shutdown waits
+// for them, and subscribers and OnFinish hear of the outcome once it is
+// recorded.
 package taskqueue

@@ -80,8 +80,10 @@ type Options struct {
 	Store Store
 	// OnFinish, when set, is called once with the final Info of each task
 	// that reaches a terminal status through this Runner, on the goroutine
-	// that finished it (a worker, or the caller of Cancel). It must return
-	// quickly; a panic in it is recovered and logged.
+	// that finished it (a worker, the goroutine that recorded a worker's
+	// attempt over a store other than a MemoryStore, or the caller of
+	// Cancel), once the store holds that status. It must return quickly; a
+	// panic in it is recovered and logged.
 	OnFinish func(Info)
 }
 

@@ -41,6 +41,7 @@ type Runner struct {
 	stopNotify  func() // ends a CancelNotifier's calls; nil without one
 	hub         hub
 	sweepKick   chan struct{} // a task finished: the sweeper has work again
+	inline      bool          // record attempts on the worker's goroutine (see conclude)
 }
 
 type runnerState uint8
@@ -72,6 +73,7 @@ func New(opts Options) (*Runner, error) {
 		return nil, err
 	}
 	r := &Runner{opts: o, store: o.Store, cancelPending: make(map[string]struct{}), storeCtx: context.Background()}
+	_, r.inline = o.Store.(*MemoryStore)
 	r.handlers.Store(&map[string]handler{})
 	r.hub.subs = make(map[string][]*subscription)
 	r.sweepKick = make(chan struct{}, 1)

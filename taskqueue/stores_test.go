@@ -421,9 +421,25 @@ func TestShutdownDoesNotCountACanceledTaskAsInterrupted(t *testing.T) {
 	})
 }
 
+// wrappedStore is a MemoryStore the Runner does not recognise as one, so
+// that it records attempts as it does over a store on the network.
+type wrappedStore struct{ *taskqueue.MemoryStore }
+
 func TestHandlerGoexitIsAFailedAttemptAndTheWorkerLivesOn(t *testing.T) {
+	for _, name := range []string{"memory store", "store recorded on a goroutine"} {
+		t.Run(name, func(t *testing.T) { testHandlerGoexit(t, name != "memory store") })
+	}
+}
+
+func testHandlerGoexit(t *testing.T, wrapped bool) {
 	synctest.Test(t, func(t *testing.T) {
-		r, err := taskqueue.New(taskqueue.Options{Workers: 1, MaxAttempts: 2, Backoff: func(int) time.Duration { return time.Second }})
+		mem, err := taskqueue.NewMemoryStore(taskqueue.MemoryOptions{})
+		require.NoError(t, err)
+		var store taskqueue.Store = mem
+		if wrapped {
+			store = wrappedStore{mem}
+		}
+		r, err := taskqueue.New(taskqueue.Options{Store: store, Workers: 1, MaxAttempts: 2, Backoff: func(int) time.Duration { return time.Second }})
 		require.NoError(t, err)
 		require.NoError(t, taskqueue.Handle(r, "exits", func(ctx context.Context, job *taskqueue.Job, _ int) (int, error) {
 			if job.Attempt() == 1 {
@@ -800,5 +816,59 @@ func TestCancelNotifierInterruptsAHandlerOnAnotherRunnerAtOnce(t *testing.T) {
 		require.NoError(t, other.Shutdown(ctx))
 		require.NoError(t, running.Shutdown(ctx))
 		require.Zero(t, store.watchers(), "Shutdown stops watching")
+	})
+}
+
+// gatedStore is a MemoryStore whose Finish waits, once it has been
+// entered, until the test lets it through: an attempt's outcome on its
+// way to a slow database.
+type gatedStore struct {
+	*taskqueue.MemoryStore
+	entered chan string
+	release chan struct{}
+}
+
+func (s *gatedStore) Finish(ctx context.Context, id string, claim int64, o taskqueue.Outcome) (taskqueue.Info, error) {
+	s.entered <- id
+	<-s.release
+	return s.MemoryStore.Finish(ctx, id, claim, o)
+}
+
+// Over a store that is not a MemoryStore, a worker claims and runs its
+// next task while the store still records the last one, but it never has
+// two recordings outstanding, and Shutdown waits for the one it has.
+func TestWorkerRunsTheNextTaskWhileTheLastIsRecorded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem, err := taskqueue.NewMemoryStore(taskqueue.MemoryOptions{})
+		require.NoError(t, err)
+		store := &gatedStore{MemoryStore: mem, entered: make(chan string, 10), release: make(chan struct{})}
+		var finished atomic.Int32
+		r, err := taskqueue.New(taskqueue.Options{Store: store, Workers: 1, OnFinish: func(taskqueue.Info) { finished.Add(1) }})
+		require.NoError(t, err)
+		started := make(chan int, 10)
+		require.NoError(t, taskqueue.Handle(r, "job", func(_ context.Context, _ *taskqueue.Job, n int) (int, error) {
+			started <- n
+			return n, nil
+		}))
+		for n := range 3 {
+			_, err := r.Submit(context.Background(), "job", n)
+			require.NoError(t, err)
+		}
+		require.NoError(t, r.Start(context.Background()))
+		synctest.Wait()
+		require.Len(t, started, 2, "the second task ran while the first's Finish was held, and the third did not")
+		require.Len(t, store.entered, 1, "the second's Finish waits for the first's")
+		require.Zero(t, finished.Load())
+
+		shut := make(chan error, 1)
+		go func() { shut <- r.Shutdown(context.Background()) }()
+		synctest.Wait()
+		require.Empty(t, shut, "Shutdown waits for the recording in flight")
+		close(store.release)
+		var se *taskqueue.ShutdownError
+		require.ErrorAs(t, <-shut, &se)
+		require.Equal(t, &taskqueue.ShutdownError{Pending: 1}, se, "the third task is left pending")
+		require.Equal(t, int32(2), finished.Load(), "both recordings were made before Shutdown returned")
+		require.Len(t, started, 2, "the third task was never claimed after Shutdown")
 	})
 }

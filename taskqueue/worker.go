@@ -31,6 +31,14 @@ func (r *Runner) work(i int, claims, all context.Context) {
 	// Runner cancels the running ones itself when all ends (see Start), so
 	// a task costs no registration in a ctx shared by every worker.
 	wctx := context.WithoutCancel(all)
+	// recorded is closed once the previous attempt's outcome is in the
+	// store (see conclude); nil when there is none outstanding.
+	var recorded chan struct{}
+	defer func() {
+		if recorded != nil {
+			<-recorded
+		}
+	}()
 	for {
 		t, err := r.store.Claim(claims, r.kinds)
 		if err != nil {
@@ -49,7 +57,7 @@ func (r *Runner) work(i int, claims, all context.Context) {
 			}
 			continue
 		}
-		r.run(i, &t, wctx, all)
+		recorded = r.run(i, &t, wctx, all, recorded)
 	}
 }
 
@@ -60,8 +68,9 @@ func (e *timeoutError) Error() string {
 	return fmt.Sprintf("taskqueue: attempt timed out after %v", e.d)
 }
 
-// run runs one claimed attempt and records its outcome.
-func (r *Runner) run(i int, t *Task, wctx, all context.Context) {
+// run runs one claimed attempt and has its outcome recorded; it returns
+// what conclude returns. prev is the worker's previous recording, if any.
+func (r *Runner) run(i int, t *Task, wctx, all context.Context, prev chan struct{}) chan struct{} {
 	h := (*r.handlers.Load())[t.Kind]
 	ctx, cancel := context.WithCancelCause(wctx)
 	defer cancel(nil)
@@ -104,25 +113,63 @@ func (r *Runner) run(i int, t *Task, wctx, all context.Context) {
 		returned := false
 		defer func() {
 			if !returned {
-				r.conclude(i, t, job, ctx, all, nil, errGoexit)
+				// The goroutine is ending: record in full before it does.
+				if done := r.conclude(i, t, job, ctx, all, nil, errGoexit, prev); done != nil {
+					<-done
+				}
 			}
 		}()
 		res, err = call(ctx, h, job, t.Payload)
 		returned = true
 	}
-	r.conclude(i, t, job, ctx, all, res, err)
+	return r.conclude(i, t, job, ctx, all, res, err, prev)
 }
 
 // errGoexit fails an attempt whose handler called runtime.Goexit.
 var errGoexit = errors.New("taskqueue: handler called runtime.Goexit")
 
-// conclude ends an attempt: it stops the Job, records the outcome, frees
-// the worker's slot and tells subscribers and OnFinish.
-func (r *Runner) conclude(i int, t *Task, job *Job, ctx, all context.Context, res json.RawMessage, err error) {
+// conclude ends an attempt: it stops the Job, frees the worker's slot,
+// and has the outcome recorded in the store, after which subscribers and
+// OnFinish are told.
+//
+// Over any store but a MemoryStore the recording runs on a goroutine of
+// its own, so that the worker claims its next task while the store
+// records this one: with a store over the network, the round trip that
+// ends an attempt and the one that claims the next overlap rather than
+// follow each other. conclude then returns a channel closed once the
+// recording is done, after waiting for prev, the worker's previous one,
+// so a worker has at most one outstanding. A MemoryStore answers at once,
+// and a goroutine would cost more than it saves: its recordings are made
+// before conclude returns nil.
+func (r *Runner) conclude(i int, t *Task, job *Job, ctx, all context.Context, res json.RawMessage, err error, prev chan struct{}) chan struct{} {
 	job.end()
-	info, serr := r.record(t, ctx, all, res, err)
+	e := r.ending(t, ctx, all, res, err)
 	r.mu.Lock()
 	r.slots[i] = runSlot{}
+	r.mu.Unlock()
+	if prev != nil {
+		<-prev
+	}
+	if r.inline {
+		r.record(t, e)
+		return nil
+	}
+	done := make(chan struct{})
+	tc := *t // t stays on the worker's stack for the inline path
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		defer close(done)
+		r.record(&tc, e)
+	}()
+	return done
+}
+
+// record writes the ending e of attempt t to the store and tells
+// subscribers and OnFinish.
+func (r *Runner) record(t *Task, e ending) {
+	info, serr := r.apply(t, e)
+	r.mu.Lock()
 	delete(r.cancelPending, t.ID)
 	r.mu.Unlock()
 	switch {
@@ -174,25 +221,40 @@ func cut(s string, limit int) string {
 	return s[:i] + fmt.Sprintf("… [%d bytes cut]", len(s)-i)
 }
 
-// record writes the outcome of an attempt to the store.
-func (r *Runner) record(t *Task, ctx, all context.Context, res json.RawMessage, err error) (Info, error) {
-	sctx := r.storeCtx
+// endOp is the Store method that ends an attempt.
+type endOp uint8
+
+const (
+	opFinish endOp = iota
+	opRetry
+	opRelease
+)
+
+// ending is how an attempt ends in the store: decided by ending when the
+// handler returns, while its ctx still tells why it ended, and applied by
+// apply.
+type ending struct {
+	op      endOp
+	outcome Outcome       // opFinish
+	delay   time.Duration // opRetry
+	msg     string        // opRetry
+}
+
+// ending decides how attempt t ends, from what its handler returned and
+// why its ctx ended.
+func (r *Runner) ending(t *Task, ctx, all context.Context, res json.RawMessage, err error) ending {
 	_, panicked := err.(*panicError) // as call returns it: never wrapped
 	cause := context.Cause(ctx)
 	switch {
 	case errors.Is(cause, ErrCanceled):
-		return r.store.Finish(sctx, t.ID, t.ClaimToken, canceledOutcome)
+		return ending{op: opFinish, outcome: canceledOutcome}
 	case err == nil && len(res) > r.opts.MaxPayloadBytes:
 		err = Permanent(fmt.Errorf("taskqueue: result of %d bytes exceeds MaxPayloadBytes %d", len(res), r.opts.MaxPayloadBytes))
 	case err == nil:
-		return r.store.Finish(sctx, t.ID, t.ClaimToken, Outcome{Status: StatusSucceeded, Result: res})
+		return ending{op: opFinish, outcome: Outcome{Status: StatusSucceeded, Result: res}}
 	case all.Err() != nil && !panicked:
 		// Interrupted by Shutdown (or Start's ctx): not the task's fault.
-		info, serr := r.store.Release(sctx, t.ID, t.ClaimToken)
-		if serr == nil && info.Status == StatusPending { // not when a recorded cancel won
-			r.interrupted.Add(1)
-		}
-		return info, serr
+		return ending{op: opRelease}
 	}
 	msg := cut(err.Error(), MaxErrorMessage)
 	var te *timeoutError
@@ -205,9 +267,25 @@ func (r *Runner) record(t *Task, ctx, all context.Context, res json.RawMessage, 
 		r.opts.Logger.Debug("taskqueue: attempt failed", "id", t.ID, "kind", t.Kind, "attempt", t.Attempt, "err", msg)
 	}
 	if IsPermanent(err) || t.Attempt >= t.MaxAttempts {
-		return r.store.Finish(sctx, t.ID, t.ClaimToken, Outcome{Status: StatusFailed, Error: msg})
+		return ending{op: opFinish, outcome: Outcome{Status: StatusFailed, Error: msg}}
 	}
-	return r.store.Retry(sctx, t.ID, t.ClaimToken, r.backoff(t), msg)
+	return ending{op: opRetry, delay: r.backoff(t), msg: msg}
+}
+
+// apply writes e to the store.
+func (r *Runner) apply(t *Task, e ending) (Info, error) {
+	sctx := r.storeCtx
+	switch e.op {
+	case opRetry:
+		return r.store.Retry(sctx, t.ID, t.ClaimToken, e.delay, e.msg)
+	case opRelease:
+		info, serr := r.store.Release(sctx, t.ID, t.ClaimToken)
+		if serr == nil && info.Status == StatusPending { // not when a recorded cancel won
+			r.interrupted.Add(1)
+		}
+		return info, serr
+	}
+	return r.store.Finish(sctx, t.ID, t.ClaimToken, e.outcome)
 }
 
 // backoff returns Options.Backoff's delay after t's attempt, or

@@ -41,7 +41,8 @@ type claimGroup struct {
 
 // claimWaiter is one Claim call waiting in a group.
 type claimWaiter struct {
-	ch   chan struct{} // capacity 1: a task was handed over, or look again
+	ch   chan struct{}   // capacity 1: a task was handed over, or look again
+	ctx  context.Context // the Claim's: once it has ended, no task is handed over
 	task taskqueue.Task
 	got  bool
 }
@@ -102,6 +103,7 @@ func (s *Store) Claim(ctx context.Context, kinds []string) (taskqueue.Task, erro
 	} else {
 		w = &claimWaiter{ch: make(chan struct{}, 1)}
 	}
+	w.ctx = ctx
 	g.waiters = append(g.waiters, w)
 	var timer *time.Timer
 	defer func() {
@@ -170,7 +172,7 @@ func (s *Store) recycle(w *claimWaiter) {
 	case <-w.ch:
 	default:
 	}
-	w.task, w.got = taskqueue.Task{}, false
+	w.task, w.got, w.ctx = taskqueue.Task{}, false, nil
 	if len(s.spare) < 1024 {
 		s.spare = append(s.spare, w)
 	}
@@ -222,14 +224,22 @@ func (s *Store) lead(ctx context.Context, g *claimGroup) error {
 		g.more = true
 	}
 	g.nextDue = next
+	// First come, first served, among the waiters still waiting: one
+	// whose ctx has ended (the leader's too) is passed over, and leaves on
+	// its own with nothing, so that a Claim whose ctx has ended never
+	// returns a task.
 	var unclaimed []taskqueue.Task
+	i := 0
 	for _, t := range tasks {
-		if len(g.waiters) == 0 {
+		for i < len(g.waiters) && g.waiters[i].ctx.Err() != nil {
+			i++
+		}
+		if i == len(g.waiters) {
 			unclaimed = append(unclaimed, t)
 			continue
 		}
-		h := g.waiters[0]
-		g.waiters = slices.Delete(g.waiters, 0, 1)
+		h := g.waiters[i]
+		g.waiters = slices.Delete(g.waiters, i, i+1)
 		h.task, h.got = t, true
 		signal(h)
 	}
@@ -237,7 +247,7 @@ func (s *Store) lead(ctx context.Context, g *claimGroup) error {
 		signal(g.waiters[0])
 	}
 	if len(unclaimed) > 0 {
-		// Every waiter left while the statement ran: give the tasks back
+		// The waiters left while the statement ran: give the tasks back
 		// as they were, due when they were due.
 		s.mu.Unlock()
 		s.unclaim(unclaimed)
@@ -252,9 +262,9 @@ func (s *Store) lead(ctx context.Context, g *claimGroup) error {
 // earliest pending task that is not yet due falls due (zero if none).
 func (s *Store) claimBatch(ctx context.Context, kinds []string, n int) ([]taskqueue.Task, time.Time, error) {
 	now := floorMicro(time.Now())
-	query, args := s.sql.claimAny, []any{now, n, now.Add(s.opts.Lease)}
+	var kindsArg any // NULL: any kind
 	if kinds != nil {
-		query, args = s.sql.claimKinds, append(args, kinds)
+		kindsArg = kinds
 	}
 	var (
 		tasks []taskqueue.Task
@@ -277,7 +287,7 @@ func (s *Store) claimBatch(ctx context.Context, kinds []string, n int) ([]taskqu
 		seqs[t.ID] = seq
 		tasks = append(tasks, t)
 		return nil
-	}, query, args...)
+	}, s.sql.claim, now, n, now.Add(s.opts.Lease), kindsArg)
 	if err != nil {
 		// The statement may have claimed tasks whose rows never arrived;
 		// their leases lapse and the rescuer gives them back.

@@ -24,14 +24,25 @@
 // A claim is one statement: SELECT … FOR UPDATE SKIP LOCKED over the
 // pending tasks that are due, ordered by run_at and then by insertion, on a
 // partial index that holds pending tasks only, feeding an UPDATE that marks
-// them running, counts the attempt, takes the next claim token and sets
-// the lease. Instances never wait for each other's locks. The Claims a
-// Runner's workers make are coalesced: one of them claims for all that
-// wait, up to 1000 tasks in one statement, and hands the tasks out first
-// come, first served, so a busy queue costs a statement per batch rather
-// than per task, and no task is claimed before a worker waits for it.
-// Finish, Retry and Release are batched the same way, one statement for
-// all the attempts that end while the previous statement runs.
+// them running, counts the attempt, takes the next claim token and sets the
+// lease. Instances never wait for each other's locks. The statement is the
+// claim_due function that Migrate installs, planned with bitmap scans and
+// sorts turned off, so that it walks the index from the first due task and
+// stops after the tasks it takes whatever the table's statistics say: left
+// to itself, the planner reads and sorts every pending task whenever its
+// statistics make pending tasks look rare (a new table, or a backlog that
+// arrived after the last ANALYZE), and a claim then costs as much as the
+// whole backlog.
+//
+// The Claims a Runner's workers make are coalesced: one of them claims for
+// all that wait, up to 1000 tasks in one statement, and hands the tasks out
+// first come, first served, so a busy queue costs a statement per batch
+// rather than per task, and no task is claimed before a worker waits for
+// it. A Claim whose ctx ends while the statement runs is passed over and
+// returns ctx's error: its task goes to the next waiter, or back to pending
+// with its attempt given back when none is left. Finish, Retry and Release
+// are batched the same way, one statement for all the attempts that end
+// while the previous statement runs.
 //
 // # Fencing, leases and rescue
 //

@@ -60,7 +60,7 @@ func migrations() ([]migration, error) {
 
 // SchemaVersion is the version of the newest migration this package holds:
 // the version Migrate brings a schema to.
-const SchemaVersion = 3
+const SchemaVersion = 4
 
 // Migrate creates schema if it does not exist and brings the store's
 // tables in it up to SchemaVersion, applying each embedded migration that

@@ -15,12 +15,12 @@ import (
 type statements struct {
 	insert, live, get, list, cancel, heartbeat, progress string
 	deleteFinished, stats, statsByKind                   string
-	claimAny, claimKinds                                 string
+	claim                                                string
 	end, exists, rescue                                  string
 }
 
-// claimColumns are taskColumns as the claim statement returns them: from a
-// LEFT JOIN that yields one row of NULLs when nothing was claimed, so the
+// claimColumns are taskColumns as the claim statement returns them: from
+// claim_due's task column, which is NULL when nothing was claimed, so the
 // columns that are never NULL in the table get a placeholder.
 var claimColumns = func() string {
 	placeholder := map[string]string{
@@ -34,9 +34,9 @@ var claimColumns = func() string {
 			b.WriteString(", ")
 		}
 		if p, ok := placeholder[c]; ok {
-			fmt.Fprintf(&b, "coalesce(c.%s, %s)", c, p)
+			fmt.Fprintf(&b, "coalesce((c.task).%s, %s)", c, p)
 		} else {
-			b.WriteString("c." + c)
+			b.WriteString("(c.task)." + c)
 		}
 	}
 	return b.String()
@@ -46,28 +46,8 @@ func buildStatements(schema string) statements {
 	t := schema + ".tasks"
 	info := columns("", infoColumns)
 	infoT := columns("t.", infoColumns)
-	r := strings.NewReplacer("{T}", t, "{INFO}", info, "{INFO_T}", infoT,
+	r := strings.NewReplacer("{T}", t, "{SCHEMA}", schema, "{INFO}", info, "{INFO_T}", infoT,
 		"{TASK_T}", columns("t.", taskColumns), "{CLAIMED}", claimColumns)
-	claim := func(kindFilter string) string {
-		return r.Replace(`
-WITH due AS (
-	SELECT id FROM {T}
-	WHERE status = 'pending' AND run_at <= $1` + kindFilter + `
-	ORDER BY run_at, seq
-	LIMIT $2
-	FOR UPDATE SKIP LOCKED
-), claimed AS (
-	UPDATE {T} t
-	SET status = 'running', attempt = t.attempt + 1, claim_token = t.claim_token + 1,
-		started_at = $1, lease_until = $3, version = t.version + 1
-	FROM due WHERE t.id = due.id
-	RETURNING {TASK_T}, t.seq
-), next AS (
-	SELECT min(run_at) AS at FROM {T}
-	WHERE status = 'pending' AND run_at > $1` + kindFilter + `
-)
-SELECT {CLAIMED}, coalesce(c.seq, 0), next.at FROM next LEFT JOIN claimed c ON true`)
-	}
 	return statements{
 		insert: r.Replace(`
 WITH ins AS (
@@ -118,8 +98,9 @@ SELECT count(*) FILTER (WHERE status = 'pending'), count(*) FILTER (WHERE status
 	count(*) FILTER (WHERE status = 'canceled')
 FROM {T}`),
 		statsByKind: r.Replace(`SELECT kind, status, count(*) FROM {T} GROUP BY kind, status`),
-		claimAny:    claim(""),
-		claimKinds:  claim(" AND kind = ANY($4)"),
+		// claim runs the claim_due function (see its migration), which
+		// claims and reports the next due time in one round trip.
+		claim: r.Replace(`SELECT {CLAIMED}, coalesce((c.task).seq, 0), c.next_at FROM {SCHEMA}.claim_due($1, $2, $3, $4) c`),
 		// end ends a batch of attempts, each fenced by its claim token. A
 		// recorded cancel request wins over what the attempt reported.
 		end: r.Replace(`
