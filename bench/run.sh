@@ -142,7 +142,7 @@ bench ratelimit 'RedisAllow$' 2000x 50x
 bench fanout 'Fanout$' 200ms 10ms
 bench fanout 'FanoutSleep' 30x 2x
 bench taskqueue 'MemoryNoop' 200ms 10ms
-bench taskqueue 'BurnDown' 3000x 200x
+bench taskqueue 'BurnDown' 20000x 200x # the reference workload; see bench/README.md
 bench taskqueue 'Latency500' 1000x 50x
 bench pagination 'KeysetVsOffset' 300ms 1x
 bench txn 'Do|Nested' 200ms 10x

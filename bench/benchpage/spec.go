@@ -137,8 +137,8 @@ var reasons = map[string]string{
 		"never write one line; the others pack their per-key state without padding.",
 	"BenchmarkAllowParallel/keys=1000000/sethvargo-memorystore": "Not yet analysed: a rerun of the two alone on the loaded machine had both at about 1 µs " +
 		"of CPU per call (cpu-ns/op), so the gap in wall time may be the load.",
-	"BenchmarkBurnDown/river-cooldown-1ms": "Not yet analysed in full: the same store on a native pgx pool (asynckit-pgstore-pool) " +
-		"closes part of the gap, so part of it is database/sql's cost per statement.",
+	"BenchmarkBurnDown/river-cooldown-1ms": "Not yet analysed for this run: burn-down figures swing with the machine's load (see the ±), " +
+		"and pgstore over database/sql pays more per statement than over a native pgx pool (asynckit-pgstore-pool).",
 	"BenchmarkKeysetVsOffset/SQLite/depth=1000/offset": "Not yet analysed in full: Keyset.After's own part is about 1 µs (measured alone), " +
 		"so most of the gap is SQLite's, where stepping over 1,000 index entries still costs about what the keyset's seek does; " +
 		"OFFSET's cost grows with every row it skips.",
