@@ -128,9 +128,12 @@ func (s *Store) Claim(ctx context.Context, kinds []string) (taskqueue.Task, erro
 			return taskqueue.Task{}, err
 		}
 		if !g.busy && g.more {
-			if err := s.lead(ctx, g); err != nil && !w.got {
+			if p, err := s.lead(ctx, g); (err != nil || p != nil) && !w.got {
 				s.leave(g, w)
 				s.mu.Unlock()
+				if p != nil {
+					panic(p) // the group is left working: see lead
+				}
 				return taskqueue.Task{}, err
 			}
 			continue
@@ -200,15 +203,28 @@ func (s *Store) dropIfIdle(g *claimGroup) {
 // lead runs one claim statement for g and hands out what it took. s.mu is
 // held, and released while the statement runs. The statement runs for the
 // whole group, so it is bounded by the store's timeout rather than by the
-// leader's ctx.
-func (s *Store) lead(ctx context.Context, g *claimGroup) error {
+// leader's ctx. A panic while it runs (in a driver's or a tracer's hook,
+// say) is returned as p, after the group is made ready for its next
+// leader, for the caller to raise once it has left the group: the other
+// waiters carry on, and the tasks claimed, if any, are rescued when their
+// lease expires.
+func (s *Store) lead(ctx context.Context, g *claimGroup) (p any, err error) {
 	g.busy, g.more = true, false
 	n := min(len(g.waiters), maxClaimBatch)
 	seen := g.events
 	s.mu.Unlock()
-	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout())
-	tasks, next, err := s.claimBatch(qctx, g.kinds, n)
-	cancel()
+	var tasks []taskqueue.Task
+	var next time.Time
+	func() {
+		defer func() {
+			if p = recover(); p != nil {
+				err = fmt.Errorf("panic: %v", p)
+			}
+		}()
+		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout())
+		defer cancel()
+		tasks, next, err = s.claimBatch(qctx, g.kinds, n)
+	}()
 	s.mu.Lock()
 	g.busy = false
 	if err != nil {
@@ -218,7 +234,7 @@ func (s *Store) lead(ctx context.Context, g *claimGroup) error {
 		if len(g.waiters) > 0 {
 			signal(g.waiters[0])
 		}
-		return fmt.Errorf("pgstore: claim: %w", err)
+		return p, fmt.Errorf("pgstore: claim: %w", err)
 	}
 	if len(tasks) == n || g.events != seen {
 		g.more = true
@@ -255,7 +271,7 @@ func (s *Store) lead(ctx context.Context, g *claimGroup) error {
 		g.more = true
 	}
 	s.dropIfIdle(g)
-	return nil
+	return nil, nil
 }
 
 // claimBatch claims up to n due tasks of kinds and reports when the

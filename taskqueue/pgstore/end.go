@@ -31,11 +31,12 @@ type endReq struct {
 	runAt   time.Time // when a pending task is due
 	release bool      // give the attempt back rather than spend it
 
-	info  taskqueue.Info
-	err   error
-	done  chan struct{} // receives once info and err are set, or to hand over the lead
-	lead  bool          // this caller runs the next batches (set under endBatcher.mu)
-	taken bool          // a batch carries this request (set under endBatcher.mu)
+	info     taskqueue.Info
+	err      error
+	done     chan struct{} // receives once info and err are set, or to hand over the lead
+	lead     bool          // this caller runs the next batches (set under endBatcher.mu)
+	taken    bool          // a batch carries this request (set under endBatcher.mu)
+	answered bool          // done has been sent its answer (by the batch's leader)
 }
 
 type endBatcher struct {
@@ -76,6 +77,7 @@ func (b *endBatcher) do(ctx context.Context, req *endReq) (taskqueue.Info, error
 		b.mu.Lock()
 	}
 	b.busy = true
+	var p any
 	for !req.finished() {
 		n := min(len(b.queue), maxEndBatch)
 		batch := b.queue[:n:n]
@@ -84,7 +86,14 @@ func (b *endBatcher) do(ctx context.Context, req *endReq) (taskqueue.Info, error
 			r.taken = true
 		}
 		b.mu.Unlock()
-		b.s.endBatch(ctx, batch)
+		if p = b.s.endBatchSafely(ctx, batch); p != nil {
+			b.mu.Lock()
+			if !req.finished() { // a later batch was to carry it
+				b.queue = slices.DeleteFunc(b.queue, func(r *endReq) bool { return r == req })
+				req.err = fmt.Errorf("pgstore: end attempt: panic: %v", p)
+			}
+			break
+		}
 		b.mu.Lock()
 	}
 	// Hand the queue on, so that this caller returns now.
@@ -97,7 +106,37 @@ func (b *endBatcher) do(ctx context.Context, req *endReq) (taskqueue.Info, error
 		b.queue = nil
 	}
 	b.mu.Unlock()
+	if p != nil {
+		panic(p) // the batch is answered and the lead handed on: see endBatchSafely
+	}
 	return req.info, req.err
+}
+
+// endBatchSafely runs endBatch, and returns what it panicked with (in a
+// driver's or a tracer's hook, say) after answering every request of the
+// batch that it had not answered with an error, so that no caller waits
+// for an answer that will not come. The endings may or may not have been
+// applied; a task left running is rescued when its lease expires.
+func (s *Store) endBatchSafely(ctx context.Context, batch []*endReq) (p any) {
+	defer func() {
+		if p = recover(); p == nil {
+			return
+		}
+		for _, r := range batch {
+			if r.answered {
+				continue
+			}
+			if !r.finished() {
+				r.err = fmt.Errorf("pgstore: end attempt: panic: %v", p)
+			}
+			if !r.lead {
+				r.answered = true
+				r.done <- struct{}{}
+			}
+		}
+	}()
+	s.endBatch(ctx, batch)
+	return nil
 }
 
 func (r *endReq) finished() bool { return r.info.ID != "" || r.err != nil }
@@ -162,6 +201,7 @@ func (s *Store) endBatch(ctx context.Context, batch []*endReq) {
 		if r.lead {
 			continue // the caller leads: it reads its answer itself
 		}
+		r.answered = true
 		r.done <- struct{}{}
 	}
 }
