@@ -95,12 +95,12 @@ func redisrateGCRA(o redisrate.Options) func(b *testing.B, c *redis.Client, pref
 	}
 }
 
-var redisSubjects = []redisSubject{
-	{"asynckit-redisrate-GCRA", redisrateGCRA(redisrate.Options{})},
-	{"asynckit-redisrate-GCRA-batched", redisrateGCRA(redisrate.Options{Batch: 64})},
-	{"go-redis-redis_rate", func(b *testing.B, c *redis.Client, prefix string, rate int) allowFunc {
+// redisRate returns go-redis/redis_rate as a subject, limited to
+// limit(rate) decisions a second.
+func redisRate(limit func(rate int) int) func(b *testing.B, c *redis.Client, prefix string, rate int) allowFunc {
+	return func(b *testing.B, c *redis.Client, prefix string, rate int) allowFunc {
 		l := redis_rate.NewLimiter(c)
-		lim := redis_rate.PerSecond(rate)
+		lim := redis_rate.PerSecond(limit(rate))
 		return func(ctx context.Context, key string) bool {
 			res, err := l.Allow(ctx, prefix+key, lim)
 			if err != nil {
@@ -109,7 +109,13 @@ var redisSubjects = []redisSubject{
 			}
 			return res.Allowed > 0
 		}
-	}},
+	}
+}
+
+var redisSubjects = []redisSubject{
+	{"asynckit-redisrate-GCRA", redisrateGCRA(redisrate.Options{})},
+	{"asynckit-redisrate-GCRA-batched", redisrateGCRA(redisrate.Options{Batch: 64})},
+	{"go-redis-redis_rate", redisRate(func(rate int) int { return rate })},
 	// A reference row, not a comparison: redis_rate given a limit of a
 	// billion a second. Its GCRA keeps time in float seconds since 2017,
 	// where an emission interval below about 1e-8 s is lost in rounding:
@@ -117,18 +123,7 @@ var redisSubjects = []redisSubject{
 	// limits, but costs about 4.5 µs less Redis CPU. A harness that gives
 	// each library "a limit high enough that every call is admitted"
 	// measures this path for redis_rate (redisrate accepts at most 1e6/s).
-	{"go-redis-redis_rate-at-1e9", func(b *testing.B, c *redis.Client, prefix string, _ int) allowFunc {
-		l := redis_rate.NewLimiter(c)
-		lim := redis_rate.PerSecond(1_000_000_000)
-		return func(ctx context.Context, key string) bool {
-			res, err := l.Allow(ctx, prefix+key, lim)
-			if err != nil {
-				b.Error(err)
-				return false
-			}
-			return res.Allowed > 0
-		}
-	}},
+	{"go-redis-redis_rate-at-1e9", redisRate(func(int) int { return 1_000_000_000 })},
 	{"ulule-limiter-redis", func(b *testing.B, c *redis.Client, prefix string, rate int) allowFunc {
 		store, err := ululeredis.NewStoreWithOptions(c, ulule.StoreOptions{Prefix: prefix})
 		must(b, err)

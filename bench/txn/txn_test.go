@@ -11,6 +11,7 @@ package txn_test
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"testing"
 
 	"github.com/asynckit/asynckit/internal/testenv"
@@ -55,53 +56,52 @@ func compare(b *testing.B, ways []way) {
 // BenchmarkDo is one empty transaction: txn.Do with no options against
 // BeginTx and Commit.
 func BenchmarkDo(b *testing.B) {
-	compare(b, []way{
-		{"asynckit-txn", func(db *sql.DB) func(context.Context) error {
-			fn := nest(db, 0)
-			return func(ctx context.Context) error { return txn.Do(ctx, db, fn) }
-		}},
-		{"hand-written", func(db *sql.DB) func(context.Context) error {
-			return func(ctx context.Context) error {
-				tx, err := db.BeginTx(ctx, nil)
-				if err != nil {
-					return err
-				}
-				return tx.Commit()
-			}
-		}},
-	})
+	compare(b, ways(0))
 }
 
 // BenchmarkNested is one transaction holding three nested savepoints:
 // three txn.Do calls inside one, against BeginTx, three SAVEPOINTs, three
 // RELEASEs and Commit.
 func BenchmarkNested(b *testing.B) {
-	b.Run("depth=3", func(b *testing.B) {
-		compare(b, []way{
-			{"asynckit-txn", func(db *sql.DB) func(context.Context) error {
-				fn := nest(db, 3)
-				return func(ctx context.Context) error { return txn.Do(ctx, db, fn) }
-			}},
-			{"hand-written", func(db *sql.DB) func(context.Context) error {
-				return func(ctx context.Context) error {
-					tx, err := db.BeginTx(ctx, nil)
-					if err != nil {
-						return err
-					}
-					for _, s := range [...]string{
-						"SAVEPOINT sp_1", "SAVEPOINT sp_2", "SAVEPOINT sp_3",
-						"RELEASE SAVEPOINT sp_3", "RELEASE SAVEPOINT sp_2", "RELEASE SAVEPOINT sp_1",
-					} {
-						if _, err := tx.ExecContext(ctx, s); err != nil {
-							_ = tx.Rollback()
-							return err
-						}
-					}
-					return tx.Commit()
-				}
-			}},
-		})
-	})
+	b.Run("depth=3", func(b *testing.B) { compare(b, ways(3)) })
+}
+
+// ways returns the two ways of running one transaction that holds depth
+// nested savepoints: txn.Do, and the same written by hand.
+func ways(depth int) []way {
+	return []way{
+		{"asynckit-txn", func(db *sql.DB) func(context.Context) error {
+			fn := nest(db, depth)
+			return func(ctx context.Context) error { return txn.Do(ctx, db, fn) }
+		}},
+		{"hand-written", func(db *sql.DB) func(context.Context) error { return handWritten(db, depth) }},
+	}
+}
+
+// handWritten returns a transaction with depth savepoints written by hand
+// in database/sql: BeginTx, SAVEPOINT sp_1 … sp_depth, their RELEASEs in
+// reverse, and Commit. The statements are built once.
+func handWritten(db *sql.DB, depth int) func(context.Context) error {
+	stmts := make([]string, 0, 2*depth)
+	for i := 1; i <= depth; i++ {
+		stmts = append(stmts, fmt.Sprintf("SAVEPOINT sp_%d", i))
+	}
+	for i := depth; i >= 1; i-- {
+		stmts = append(stmts, fmt.Sprintf("RELEASE SAVEPOINT sp_%d", i))
+	}
+	return func(ctx context.Context) error {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		for _, s := range stmts {
+			if _, err := tx.ExecContext(ctx, s); err != nil {
+				_ = tx.Rollback()
+				return err
+			}
+		}
+		return tx.Commit()
+	}
 }
 
 // nest returns a transaction body that nests depth txn.Do calls on db,
